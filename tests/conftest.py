@@ -1,0 +1,128 @@
+"""Shared fixtures: a real PostgreSQL (USAGE_STATS_TEST_DSN, else the embedded one), a fresh
+schema per test, a clock the test drives, and a factory for started `UsageStats`."""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from usage_stats import UsageConfig, UsageStats
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if isinstance(item, pytest.Function) and _is_coroutine(item.function):
+            item.add_marker(pytest.mark.anyio)
+
+
+def _is_coroutine(func: object) -> bool:
+    import inspect
+
+    return inspect.iscoroutinefunction(func)
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _embedded_dsn(folder: Path) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+        server = pgserver.get_server(folder, cleanup_mode="stop")
+    _SERVERS.append(server)
+    return str(server.get_uri())
+
+
+_SERVERS: list[Any] = []
+
+
+@pytest.fixture(scope="session")
+def embedded_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The embedded PostgreSQL, started once per session in a temporary folder."""
+    return _embedded_dsn(tmp_path_factory.mktemp("pg") / "data")
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(request: pytest.FixtureRequest) -> str:
+    """The PostgreSQL the tests use: USAGE_STATS_TEST_DSN when set, else the embedded server."""
+    dsn = os.environ.get("USAGE_STATS_TEST_DSN")
+    if dsn:
+        return dsn
+    return str(request.getfixturevalue("embedded_dsn"))
+
+
+@pytest.fixture
+async def schema(pg_dsn: str) -> AsyncIterator[str]:
+    """A fresh schema name for this test, dropped afterwards."""
+    name = "t_" + uuid.uuid4().hex[:12]
+    yield name
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+    finally:
+        await conn.close()
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+    def set(self, moment: datetime) -> datetime:
+        self.now = moment
+        return self.now
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime(2026, 3, 10, 12, 0, tzinfo=UTC))
+
+
+StatsFactory = Callable[..., UsageStats]
+
+
+@pytest.fixture
+def make_config(pg_dsn: str, schema: str) -> Callable[..., UsageConfig]:
+    def make(**overrides: Any) -> UsageConfig:
+        values: dict[str, Any] = {"dsn": pg_dsn, "schema": schema, "flush_interval": timedelta(hours=1)}
+        values.update(overrides)
+        return UsageConfig(**values)
+
+    return make
+
+
+@pytest.fixture
+def make_stats(make_config: Callable[..., UsageConfig], clock: FakeClock) -> Iterator[StatsFactory]:
+    """Builds (unstarted) `UsageStats` on the test's schema, driven by the test clock by default."""
+
+    def make(*, use_clock: bool = True, before_flush: Any = None, **overrides: Any) -> UsageStats:
+        return UsageStats(make_config(**overrides), clock=clock if use_clock else None, before_flush=before_flush)
+
+    yield make
+
+
+@pytest.fixture
+async def db(pg_dsn: str, schema: str) -> AsyncIterator[asyncpg.Connection]:
+    """A direct connection, for asserting on what is stored."""
+    conn = await asyncpg.connect(pg_dsn)
+    yield conn
+    await conn.close()

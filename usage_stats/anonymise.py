@@ -1,0 +1,93 @@
+"""Anonymisation at collection: addresses cut to a network prefix, keys hashed or replaced (pure)."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import secrets
+from datetime import date
+
+__all__ = ["AddressCutter", "MemoryPseudonyms", "cut_address", "keyed_hash"]
+
+_CACHE_LIMIT = 65_536
+
+
+def cut_address(address: str, v4_bits: int = 24, v6_bits: int = 48) -> str | None:
+    """Keep the first `v4_bits`/`v6_bits` of a client address and return the network as text.
+
+    An IPv4-mapped IPv6 address is treated as IPv4. Anything that is not an IP address (a host
+    name, a zoned IPv6 address, garbage) gives None: such a client counts as no visitor.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        mapped = ip.ipv4_mapped
+        if mapped is None:
+            return str(ipaddress.IPv6Network((ip, v6_bits), strict=False).network_address)
+        ip = mapped
+    return str(ipaddress.IPv4Network((ip, v4_bits), strict=False).network_address)
+
+
+class AddressCutter:
+    """`cut_address` with a bounded cache, since repeat visitors are the common case."""
+
+    def __init__(self, v4_bits: int, v6_bits: int) -> None:
+        self.v4_bits = v4_bits
+        self.v6_bits = v6_bits
+        self._cache: dict[str, str | None] = {}
+
+    def __call__(self, address: str) -> str | None:
+        cache = self._cache
+        try:
+            return cache[address]
+        except KeyError:
+            pass
+        if not isinstance(address, str) or len(address) > 64:
+            return None
+        cut = cut_address(address, self.v4_bits, self.v6_bits)
+        if len(cache) >= _CACHE_LIMIT:
+            cache.clear()
+        cache[address] = cut
+        return cut
+
+
+def keyed_hash(salt: bytes, kind: str, value: str) -> bytes:
+    """A 16-byte keyed BLAKE2b digest of `value`; `kind` keeps users and visitors apart."""
+    data = f"{kind}\x00{value}".encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(data, key=salt, digest_size=16).digest()
+
+
+class MemoryPseudonyms:
+    """The `memory` scheme: a random stand-in per key, held in this process and forgotten daily.
+
+    A key seen again the same day gets the same stand-in; the stand-ins of earlier days are
+    dropped as soon as a later day is asked for, so nothing links two days.
+    """
+
+    def __init__(self) -> None:
+        self._day: date | None = None
+        self._salt = secrets.token_bytes(32)
+        self._users: dict[str, bytes] = {}
+
+    def _for_day(self, day: date) -> None:
+        if day != self._day:
+            if self._day is not None and day < self._day:
+                return  # a late key for yesterday reuses today's map rather than resetting it
+            self._day = day
+            self._salt = secrets.token_bytes(32)
+            self._users = {}
+
+    def user(self, day: date, user_id: str) -> bytes:
+        """The stand-in for a user on `day`: random, remembered for the day."""
+        self._for_day(day)
+        token = self._users.get(user_id)
+        if token is None:
+            token = self._users[user_id] = secrets.token_bytes(16)
+        return token
+
+    def visitor(self, day: date, network: str) -> bytes:
+        """The stand-in for a visitor's network on `day`: a hash with a daily in-memory key."""
+        self._for_day(day)
+        return keyed_hash(self._salt, "v", network)

@@ -1,0 +1,94 @@
+"""The client address of a request: `scope["client"]`, or forwarding headers from trusted proxies only."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+from .config import IPNetwork
+
+__all__ = ["ClientAddress"]
+
+_CACHE_LIMIT = 4096
+
+
+class ClientAddress:
+    """Finds the address of the client that sent a request.
+
+    `X-Forwarded-For` and `Forwarded` are believed only when the peer is in `trusted` networks, and
+    are walked from the nearest hop back, skipping further trusted proxies, so a client cannot
+    spoof its address by sending the headers itself.
+    """
+
+    def __init__(self, trusted: Iterable[IPNetwork]) -> None:
+        self.trusted = tuple(trusted)
+        self._trusted_cache: dict[str, bool] = {}
+
+    def is_trusted(self, host: str) -> bool:
+        """Whether `host` is in a trusted network (cached)."""
+        cached = self._trusted_cache.get(host)
+        if cached is not None:
+            return cached
+        try:
+            ip = ipaddress.ip_address(host)
+            mapped = getattr(ip, "ipv4_mapped", None)
+            ip = mapped or ip
+            result = any(ip in net for net in self.trusted)
+        except ValueError:
+            result = False
+        if len(self._trusted_cache) >= _CACHE_LIMIT:
+            self._trusted_cache.clear()
+        self._trusted_cache[host] = result
+        return result
+
+    def __call__(self, scope: dict[str, object]) -> str | None:
+        """The client's address as text, or None when the request has no usable client."""
+        client = scope.get("client")
+        host = client[0] if isinstance(client, (tuple, list)) and client else None
+        if not isinstance(host, str):
+            return None
+        if not self.trusted or not self.is_trusted(host):
+            return host
+        hops = _forwarded_hops(scope.get("headers"))
+        for hop in reversed(hops):
+            if not self.is_trusted(hop):
+                return hop
+        return hops[0] if hops else host
+
+
+def _forwarded_hops(headers: object) -> list[str]:
+    """Addresses from `Forwarded` (preferred) or `X-Forwarded-For`, nearest last."""
+    forwarded: list[str] = []
+    xff: list[str] = []
+    if not isinstance(headers, (list, tuple)):
+        return []
+    for item in headers:
+        try:
+            name, value = item
+            name = bytes(name).lower()
+            if name == b"forwarded":
+                forwarded.extend(_parse_forwarded(bytes(value).decode("latin-1")))
+            elif name == b"x-forwarded-for":
+                xff.extend(_clean(part) for part in bytes(value).decode("latin-1").split(","))
+        except (TypeError, ValueError):
+            continue
+    return [h for h in (forwarded or xff) if h]
+
+
+def _parse_forwarded(value: str) -> list[str]:
+    hops = []
+    for element in value.split(","):
+        for pair in element.split(";"):
+            key, _, val = pair.strip().partition("=")
+            if key.strip().lower() == "for":
+                hops.append(_clean(val))
+    return hops
+
+
+def _clean(value: str) -> str:
+    host = value.strip().strip('"')
+    if host.startswith("["):  # [2001:db8::1]:443
+        host = host[1 : host.find("]")] if "]" in host else host[1:]
+    elif host.count(":") == 1:  # 192.0.2.1:8080
+        host = host.split(":", 1)[0]
+    return host if len(host) <= 64 else ""

@@ -1,0 +1,1 @@
+"""The PostgreSQL boundary: the only modules that import asyncpg."""

@@ -1,0 +1,131 @@
+"""Writing pending counts: one transaction of bulk, additive upserts (no statement per row)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+
+import asyncpg
+
+from ..counters import Pending
+from ..periods import utc
+from ..sanitise import clean_name
+from .migrations import LOCK_DAY_END, quote_ident
+
+__all__ = ["FlushResult", "KeyEncoder", "write_pending"]
+
+logger = logging.getLogger(__name__)
+
+# (day, kind, value, salt or None) -> the bytes stored as the distinct key
+KeyEncoder = Callable[[date, str, str, bytes | None], bytes]
+
+_UPSERT_COUNTS = """
+INSERT INTO {s}.counts AS c (level, start, category, event, value)
+SELECT $1, k.start, k.category, k.event, k.value
+FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::bigint[]) AS k(start, category, event, value)
+ON CONFLICT (level, start, category, event) DO UPDATE SET value = c.value + excluded.value
+"""
+
+_INSERT_KEYS = """
+INSERT INTO {s}.seen_keys (day, category, key)
+SELECT * FROM unnest($1::date[], $2::text[], $3::bytea[])
+ON CONFLICT DO NOTHING
+"""
+
+_ENSURE_SALTS = """
+INSERT INTO {s}.salts (day, salt) SELECT * FROM unnest($1::date[], $2::bytea[])
+ON CONFLICT (day) DO NOTHING
+"""
+
+
+@dataclass(frozen=True)
+class FlushResult:
+    """What one flush wrote: count rows, distinct keys offered, and keys dropped for finished days."""
+
+    count_rows: int
+    keys: int
+    dropped_keys: int
+
+
+async def write_pending(
+    conn: asyncpg.Connection,
+    schema: str,
+    *,
+    level: int,
+    pending: Pending,
+    encode: KeyEncoder,
+    salts: dict[date, bytes] | None,
+) -> FlushResult:
+    """Write `pending` in one transaction.
+
+    Counts are added to what is stored. Distinct keys go in once (duplicates from other processes
+    are ignored); keys of a day that day-end maintenance has already processed are dropped and
+    logged, never counted twice. `salts` (the `hashed` scheme) caches each day's shared salt.
+    """
+    s = quote_ident(schema)
+    counts = _count_arrays(pending)
+    async with conn.transaction():
+        # Shared: flushes run side by side, but never while a day is being closed.
+        await conn.execute("SELECT pg_advisory_xact_lock_shared(hashtext($1), $2)", schema, LOCK_DAY_END)
+        done = await conn.fetchval(f"SELECT maintained_through FROM {s}.state")
+        days = [d for d, seen in pending.seen.items() if any(seen.values())]
+        live_days = [d for d in days if done is None or d > done]
+        dropped = sum(len(v) for d in days if d not in live_days for v in pending.seen[d].values())
+        if dropped:
+            logger.warning(
+                "usage_stats: dropped %d distinct keys of days already closed by maintenance "
+                "(they arrived too late to be counted)",
+                dropped,
+            )
+        if salts is not None and live_days:
+            await _load_salts(conn, s, live_days, salts)
+        keys = _key_arrays(pending, live_days, encode, salts)
+        if keys[0]:
+            await conn.execute(_INSERT_KEYS.format(s=s), *keys)
+        if counts[0]:
+            await conn.execute(_UPSERT_COUNTS.format(s=s), level, *counts)
+    return FlushResult(len(counts[0]), len(keys[0]), dropped)
+
+
+async def _load_salts(conn: asyncpg.Connection, s: str, days: list[date], cache: dict[date, bytes]) -> None:
+    missing = [d for d in days if d not in cache]
+    if not missing:
+        return
+    await conn.execute(_ENSURE_SALTS.format(s=s), missing, [secrets.token_bytes(32) for _ in missing])
+    for record in await conn.fetch(f"SELECT day, salt FROM {s}.salts WHERE day = ANY($1::date[])", missing):
+        cache[record["day"]] = bytes(record["salt"])
+    for day in [d for d in cache if d < min(days)]:
+        del cache[day]  # salts of earlier days are no longer needed here
+
+
+def _count_arrays(pending: Pending) -> tuple[list[object], list[str], list[str], list[int]]:
+    merged: dict[tuple[int, str, str], int] = {}
+    for start, counts in pending.counts.items():
+        for (category, event), n in counts.items():
+            if n:
+                key = (start, clean_name(category), clean_name(event))
+                merged[key] = merged.get(key, 0) + n
+    # Sorted, so that concurrent flushes from several processes lock rows in the same order.
+    ordered = sorted(merged.items())
+    return (
+        [utc(k[0]) for k, _ in ordered],
+        [k[1] for k, _ in ordered],
+        [k[2] for k, _ in ordered],
+        [n for _, n in ordered],
+    )
+
+
+def _key_arrays(
+    pending: Pending, days: list[date], encode: KeyEncoder, salts: dict[date, bytes] | None
+) -> tuple[list[date], list[str], list[bytes]]:
+    rows: set[tuple[date, str, bytes]] = set()
+    for day in days:
+        salt = None if salts is None else salts[day]
+        for (kind, category), values in pending.seen[day].items():
+            name = clean_name(category)
+            rows.update((day, name, encode(day, kind, value, salt)) for value in values)
+    ordered = sorted(rows)
+    return [r[0] for r in ordered], [r[1] for r in ordered], [r[2] for r in ordered]

@@ -1,0 +1,124 @@
+"""Day-end maintenance: distinct keys into daily counts, roll-ups and retention, in set-based SQL.
+
+Each ended day is processed in its own transaction under an exclusive advisory lock, in order,
+and recorded in `state.maintained_through`, so concurrent or repeated runs are no-ops and a
+catch-up after downtime gives the same rows as daily runs (every roll-up conserves sums and only
+depends on the cut-offs of the last day processed).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import asyncpg
+
+from ..periods import Calendar, add_months, month_of
+from .migrations import LOCK_DAY_END, quote_ident
+
+__all__ = ["Retention", "maintain"]
+
+logger = logging.getLogger(__name__)
+
+_CLOSE_DAY = """
+INSERT INTO {s}.distinct_counts AS d (level, start, category, value)
+SELECT 2, $2, category, count(*) FROM {s}.seen_keys WHERE day = $1 GROUP BY category
+ON CONFLICT (level, start, category) DO UPDATE SET value = d.value + excluded.value
+"""
+
+# Moves rows of one level older than a cut-off into the next level, summed per parent period.
+_ROLL_COUNTS = """
+WITH moved AS (
+    DELETE FROM {s}.counts WHERE level = $1 AND start < $2
+    RETURNING start, category, event, value
+)
+INSERT INTO {s}.counts AS c (level, start, category, event, value)
+SELECT $3, date_trunc($4, start, $5), category, event, sum(value) FROM moved GROUP BY 2, 3, 4
+ON CONFLICT (level, start, category, event) DO UPDATE SET value = c.value + excluded.value
+"""
+
+_ROLL_DISTINCT = """
+WITH moved AS (
+    DELETE FROM {s}.distinct_counts WHERE level = 2 AND start < $1 RETURNING start, category, value
+)
+INSERT INTO {s}.distinct_counts AS d (level, start, category, value)
+SELECT 3, date_trunc('month', start, $2), category, sum(value) FROM moved GROUP BY 2, 3
+ON CONFLICT (level, start, category) DO UPDATE SET value = d.value + excluded.value
+"""
+
+_MERGE_EVENTS = """
+WITH moved AS (
+    DELETE FROM {s}.counts WHERE level = 3 AND start < $1 RETURNING start, category, value
+)
+INSERT INTO {s}.counts AS c (level, start, category, event, value)
+SELECT 4, start, category, '<all>', sum(value) FROM moved GROUP BY 2, 3
+ON CONFLICT (level, start, category, event) DO UPDATE SET value = c.value + excluded.value
+"""
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long each level of detail is kept (from `UsageConfig`)."""
+
+    keep_base_days: int
+    keep_days: int
+    keep_event_months: int
+    keep_months: int
+
+
+async def maintain(
+    conn: asyncpg.Connection,
+    schema: str,
+    calendar: Calendar,
+    retention: Retention,
+    *,
+    last_ended: date,
+    first_day: date,
+) -> list[date]:
+    """Process every day up to `last_ended` not processed yet; returns the days processed.
+
+    `first_day` is where processing starts on a database never maintained (the go-live day).
+    """
+    s = quote_ident(schema)
+    processed: list[date] = []
+    while True:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1), $2)", schema, LOCK_DAY_END)
+            done = await conn.fetchval(f"SELECT maintained_through FROM {s}.state")
+            if done is None:
+                oldest = await conn.fetchval(f"SELECT min(day) FROM {s}.seen_keys")
+                done = min(first_day, oldest or first_day) - timedelta(days=1)
+            if done >= last_ended:
+                return processed
+            day = done + timedelta(days=1)
+            await _close_day(conn, s, calendar, retention, day)
+            await conn.execute(f"UPDATE {s}.state SET maintained_through = $1", day)
+        processed.append(day)
+        logger.debug("usage_stats: closed day %s in schema %s", day, schema)
+
+
+async def _close_day(conn: asyncpg.Connection, s: str, calendar: Calendar, keep: Retention, day: date) -> None:
+    zone = calendar.zone.key
+    await conn.execute(_CLOSE_DAY.format(s=s), day, calendar.day_start(day))
+    await conn.execute(f"DELETE FROM {s}.seen_keys WHERE day <= $1", day)
+    await conn.execute(f"DELETE FROM {s}.salts WHERE day <= $1", day)
+
+    today = day + timedelta(days=1)  # the day on which this processing is due
+    month = month_of(today)
+    cut = _cutoffs(calendar, keep, today, month)
+    await conn.execute(_ROLL_COUNTS.format(s=s), 1, cut["base"], 2, "day", zone)
+    await conn.execute(_ROLL_COUNTS.format(s=s), 2, cut["day"], 3, "month", zone)
+    await conn.execute(_ROLL_DISTINCT.format(s=s), cut["day"], zone)
+    await conn.execute(_MERGE_EVENTS.format(s=s), cut["event"])
+    await conn.execute(f"DELETE FROM {s}.counts WHERE start < $1", cut["purge"])
+    await conn.execute(f"DELETE FROM {s}.distinct_counts WHERE start < $1", cut["purge"])
+
+
+def _cutoffs(calendar: Calendar, keep: Retention, today: date, month: date) -> dict[str, datetime]:
+    return {
+        "base": calendar.day_start(today - timedelta(days=keep.keep_base_days)),
+        "day": calendar.day_start(today - timedelta(days=keep.keep_days)),
+        "event": calendar.day_start(add_months(month, -keep.keep_event_months)),
+        "purge": calendar.day_start(add_months(month, -keep.keep_months)),
+    }

@@ -1,0 +1,101 @@
+"""Reading: the rows of a table (rolled-up and not-yet-rolled-up rows merged) and the marks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+
+import asyncpg
+
+from .migrations import quote_ident
+
+__all__ = ["RawRow", "add_mark", "count_rows", "distinct_rows", "go_live", "marks", "maintained_through"]
+
+# (period start, category, event, level) and a value
+RawRow = tuple[datetime, str, str, int, int]
+
+# level 4 rows (category totals) stay apart from the event counts of the same period
+_COUNTS_BY_PERIOD = """
+SELECT date_trunc($1, start, $2) AS p, category, event, (level = 4)::int AS total, sum(value)::bigint
+FROM {s}.counts
+WHERE level = ANY($3::smallint[]) AND start >= $4 AND start < $5
+  AND ($6::text[] IS NULL OR category = ANY($6::text[]))
+GROUP BY 1, 2, 3, 4
+"""
+
+_BASE_COUNTS = """
+SELECT start, category, event, 0, value FROM {s}.counts
+WHERE level = $1 AND start >= $2 AND start < $3 AND ($4::text[] IS NULL OR category = ANY($4::text[]))
+"""
+
+
+async def count_rows(
+    conn: asyncpg.Connection,
+    schema: str,
+    *,
+    period: str,
+    zone: str,
+    levels: Sequence[int],
+    lo: datetime,
+    hi: datetime,
+    categories: Sequence[str] | None,
+) -> list[RawRow]:
+    """Counts of every level in `levels` whose start is in [lo, hi), summed per period of `period`."""
+    s = quote_ident(schema)
+    cats = list(categories) if categories is not None else None
+    if period == "base":
+        records = await conn.fetch(_BASE_COUNTS.format(s=s), levels[0], lo, hi, cats)
+    else:
+        records = await conn.fetch(_COUNTS_BY_PERIOD.format(s=s), period, zone, list(levels), lo, hi, cats)
+    return [(r[0], r[1], r[2], r[3], r[4]) for r in records]
+
+
+async def distinct_rows(
+    conn: asyncpg.Connection, schema: str, *, lo: datetime, hi: datetime, lo_day: date, hi_day: date
+) -> tuple[list[tuple[datetime, str, int, int]], list[tuple[date, str, int]]]:
+    """Stored distinct counts (start, category, level, value) in [lo, hi), and the live key counts
+    (day, category, n) of days in [lo_day, hi_day) that maintenance has not closed yet."""
+    s = quote_ident(schema)
+    stored = await conn.fetch(
+        f"SELECT start, category, level, value FROM {s}.distinct_counts WHERE start >= $1 AND start < $2", lo, hi
+    )
+    live = await conn.fetch(
+        f"""SELECT day, category, count(*) FROM {s}.seen_keys
+            WHERE day >= $1 AND day < $2
+              AND day > coalesce((SELECT maintained_through FROM {s}.state), '-infinity'::date)
+            GROUP BY 1, 2""",
+        lo_day,
+        hi_day,
+    )
+    return [(r[0], r[1], r[2], r[3]) for r in stored], [(r[0], r[1], r[2]) for r in live]
+
+
+async def maintained_through(conn: asyncpg.Connection, schema: str) -> date | None:
+    """The last day closed by maintenance, or None."""
+    value: date | None = await conn.fetchval(f"SELECT maintained_through FROM {quote_ident(schema)}.state")
+    return value
+
+
+async def go_live(conn: asyncpg.Connection, schema: str, at: datetime) -> datetime:
+    """Record the `go-live` mark unless one exists (once ever, also with concurrent starts); return it."""
+    s = quote_ident(schema)
+    await conn.execute(
+        f"""INSERT INTO {s}.marks (name, category, at) VALUES ('go-live', 'timeline', $1)
+            ON CONFLICT (name) WHERE name = 'go-live' DO NOTHING""",
+        at,
+    )
+    stored: datetime = await conn.fetchval(f"SELECT at FROM {s}.marks WHERE name = 'go-live'")
+    return stored
+
+
+async def add_mark(conn: asyncpg.Connection, schema: str, name: str, category: str, at: datetime) -> None:
+    """Record a mark."""
+    s = quote_ident(schema)
+    await conn.execute(f"INSERT INTO {s}.marks (name, category, at) VALUES ($1, $2, $3)", name, category, at)
+
+
+async def marks(conn: asyncpg.Connection, schema: str) -> list[tuple[str, str, datetime]]:
+    """Every mark, oldest first."""
+    s = quote_ident(schema)
+    records = await conn.fetch(f"SELECT name, category, at FROM {s}.marks ORDER BY at, id")
+    return [(r[0], r[1], r[2]) for r in records]

@@ -1,0 +1,80 @@
+"""The connection pool, and the one place where driver errors become `StoreUnavailableError`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import asyncpg
+
+from ..config import redact_dsn
+from ..errors import StoreUnavailableError
+from .migrations import migrate
+
+__all__ = ["DRIVER_ERRORS", "Store"]
+
+logger = logging.getLogger(__name__)
+
+DRIVER_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
+
+
+class Store:
+    """A pool of connections to one PostgreSQL database, with every table in `schema`."""
+
+    def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
+        self.pool = pool
+        self.schema = schema
+
+    @classmethod
+    async def open(cls, dsn: str, schema: str, *, max_size: int = 4) -> Store:
+        """Connect and create or migrate the schema; raises `StoreUnavailableError` on failure."""
+        try:
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=1,
+                max_size=max_size,
+                timeout=10,
+                command_timeout=120,
+                server_settings={"application_name": "usage_stats"},
+            )
+        except DRIVER_ERRORS as exc:
+            raise StoreUnavailableError(f"cannot connect to {redact_dsn(dsn)}: {exc}") from exc
+        except ValueError as exc:  # an unparsable DSN
+            raise StoreUnavailableError(f"invalid DSN {redact_dsn(dsn)}: {exc}") from exc
+        store = cls(pool, schema)
+        try:
+            async with store.connection() as conn:
+                await migrate(conn, schema)
+        except BaseException:
+            pool.terminate()
+            raise
+        return store
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; driver errors are raised as `StoreUnavailableError`."""
+        try:
+            async with self.pool.acquire(timeout=10) as conn:
+                yield conn
+        except DRIVER_ERRORS as exc:
+            raise StoreUnavailableError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def close(self, timeout: float = 5.0) -> None:
+        """Close the pool, terminating connections that do not close within `timeout` seconds."""
+        try:
+            with anyio.move_on_after(timeout) as scope:
+                await self.pool.close()
+        except BaseException:
+            self.pool.terminate()
+            raise
+        if scope.cancelled_caught:
+            logger.warning("usage_stats: connections did not close within %.1f s; terminated them", timeout)
+            self.pool.terminate()

@@ -1,0 +1,75 @@
+"""Turning stored rows into a `UsageTable`: kinds, merged levels and monthly averages (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, timedelta
+
+from .periods import Calendar, add_months, month_of
+from .table import ALL, SEEN, Row, UsageTable
+
+__all__ = ["build_table", "live_days"]
+
+
+def live_days(month: date, go_live: date | None, today: date) -> int:
+    """The days of `month` that count for its average: from the go-live day on, up to the month's
+    last day, or up to yesterday for the current month (today is incomplete)."""
+    if go_live is None:
+        return 0
+    first = max(month, go_live)
+    last = min(add_months(month, 1), today) - timedelta(days=1)
+    return max(0, (last - first).days + 1)
+
+
+def build_table(
+    period: str,
+    calendar: Calendar,
+    counts: Iterable[tuple[datetime, str, str, int, int]],
+    stored_distinct: Iterable[tuple[datetime, str, int, int]],
+    live_keys: Iterable[tuple[date, str, int]],
+    *,
+    go_live: date | None,
+    today: date,
+    minimum: float = 0,
+    categories: Sequence[str] | None = None,
+) -> UsageTable:
+    """Merge count rows and distinct rows into a table of `period` ("base", "day" or "month")."""
+    zone = calendar.zone
+    rows: list[tuple[datetime, Row]] = []
+    for start, category, event, total, value in counts:
+        kind = "total" if total else "count"
+        rows.append((start.astimezone(zone), Row(category, ALL if total else event, value, kind)))
+
+    show_seen = period != "base" and (categories is None or SEEN in categories)
+    if show_seen and period == "day":
+        for start, category, level, value in stored_distinct:
+            if level == 2:
+                rows.append((start.astimezone(zone), Row(SEEN, category, value, "distinct")))
+        for day, category, n in live_keys:
+            rows.append((calendar.day_start(day), Row(SEEN, category, n, "distinct")))
+    elif show_seen:
+        rows.extend(_averages(calendar, stored_distinct, live_keys, go_live, today))
+    return UsageTable.build(period, rows, minimum=minimum)
+
+
+def _averages(
+    calendar: Calendar,
+    stored: Iterable[tuple[datetime, str, int, int]],
+    live_keys: Iterable[tuple[date, str, int]],
+    go_live: date | None,
+    today: date,
+) -> list[tuple[datetime, Row]]:
+    sums: dict[tuple[date, str], int] = {}
+    for start, category, _level, value in stored:
+        month = month_of(calendar.day_of(start.timestamp()))
+        sums[(month, category)] = sums.get((month, category), 0) + value
+    for day, category, n in live_keys:
+        if day < today:  # today is incomplete: left out of sum and divisor
+            key = (month_of(day), category)
+            sums[key] = sums.get(key, 0) + n
+    result = []
+    for (month, category), total in sums.items():
+        days = live_days(month, go_live, today)
+        if days > 0:
+            result.append((calendar.day_start(month), Row(SEEN, category, total / days, "average")))
+    return result

@@ -1,0 +1,25 @@
+"""Making names from requests and callers harmless to store (pure)."""
+
+from __future__ import annotations
+
+__all__ = ["MAX_NAME", "clean_name"]
+
+MAX_NAME = 200
+
+
+def clean_name(name: object) -> str:
+    """`name` as storable text: a string without NUL or unpaired surrogates, at most `MAX_NAME` characters.
+
+    Names are stored verbatim otherwise (quotes, semicolons and SQL are only data: every query is
+    parameterised).
+    """
+    text = name if isinstance(name, str) else str(name)
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    if len(text) > MAX_NAME:
+        text = text[:MAX_NAME]
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text

@@ -1,0 +1,401 @@
+"""`UsageStats`: the recording API and the one owner of tasks and lifecycle."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime, timedelta
+from enum import Enum
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
+
+import anyio
+from anyio.abc import TaskGroup
+
+from .anonymise import AddressCutter, MemoryPseudonyms, keyed_hash
+from .config import UsageConfig
+from .counters import Counters, Pending
+from .db import maintenance, query
+from .db.flush import write_pending
+from .db.store import Store
+from .embedded import start_embedded
+from .errors import StoreUnavailableError, UsageStatsError
+from .periods import Calendar, utc
+from .report import build_table
+from .table import Mark, UsageTable
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+__all__ = ["BeforeFlush", "Clock", "UsageStats"]
+
+logger = logging.getLogger(__name__)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FOREVER = datetime(9999, 12, 1, tzinfo=UTC)
+_PERIODS = ("base", "day", "month")
+
+
+class Clock(Protocol):
+    """Returns the current time as an aware datetime."""
+
+    def __call__(self) -> datetime: ...
+
+
+class BeforeFlush(Protocol):
+    """Called with the `UsageStats` before every flush; may be sync or async."""
+
+    def __call__(self, stats: UsageStats, /) -> Awaitable[None] | None: ...
+
+
+class _State(Enum):
+    UNOPENED = "unopened"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class UsageStats:
+    """Privacy-preserving usage statistics for one service, kept in PostgreSQL.
+
+    ::
+
+        stats = UsageStats(UsageConfig.from_env())
+        app = Starlette(routes=routes, lifespan=stats.lifespan)
+        app.add_middleware(UsageMiddleware, stats=stats)
+
+    Recording (`count`, `add`, `seen_user`, `seen_visitor`) is synchronous and cheap; counts stay in
+    memory until the next flush (every `flush_interval`, on `flush()`, and at shutdown).
+    """
+
+    def __init__(
+        self,
+        config: UsageConfig | None = None,
+        *,
+        clock: Clock | None = None,
+        before_flush: BeforeFlush | None = None,
+    ) -> None:
+        self.config = config if config is not None else UsageConfig()
+        self._clock = clock
+        self._now: Callable[[], float] = time.time if clock is None else (lambda: clock().timestamp())
+        self.calendar = Calendar(self.config.zone, self.config.base_period)
+        self._before_flush = before_flush
+        self._cut = AddressCutter(self.config.ip_prefix_v4, self.config.ip_prefix_v6)
+        self._counters = Counters(
+            self.calendar, self._now, max_keys_per_period=self.config.max_keys_per_period, on_pressure=self._wake
+        )
+        self._pseudonyms = MemoryPseudonyms()
+        self._salts: dict[date, bytes] | None = {} if self.config.user_ids == "hashed" else None
+        self._level = 2 if self.config.base_period == timedelta(days=1) else 1
+        self._state = _State.UNOPENED
+        self._store: Store | None = None
+        self._embedded: Any = None
+        self._task_group: TaskGroup | None = None
+        self._flush_lock = anyio.Lock()
+        self._flush_wanted = anyio.Event()
+        self._go_live: date | None = None
+        self.excluded_prefixes: list[str] = []  # paths never counted (mounted dashboards add theirs)
+
+    def __repr__(self) -> str:
+        return f"<UsageStats {self._state.value} schema={self.config.schema!r}>"
+
+    # -- recording (synchronous, no I/O) ---------------------------------------------------------
+
+    def count(self, event: str, category: str) -> None:
+        """Count one occurrence of `event` in `category`, in the current base period."""
+        self._counters.add(category, event, 1)
+
+    def add(self, event: str, category: str, n: int) -> None:
+        """Add `n` occurrences of `event` in `category` (zero is ignored)."""
+        if n:
+            self._counters.add(category, event, int(n))
+
+    def seen_user(self, user_id: object, category: str = "user") -> None:
+        """Count a signed-in user once per day (the ID is pseudonymised before it is stored)."""
+        if user_id is not None and user_id != "":
+            self._counters.seen("u", category, str(user_id))
+
+    def seen_visitor(self, ip: str, category: str = "visitor") -> None:
+        """Count a visitor once per day by client address, cut to its network prefix first.
+
+        An address that cannot be parsed counts as no visitor.
+        """
+        network = self._cut(ip)
+        if network is not None:
+            self._counters.seen("v", category, network)
+
+    @property
+    def pending(self) -> Pending:
+        """What is recorded but not flushed yet (read-only use)."""
+        return self._counters.peek()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the pool, create or migrate the schema, record `go-live` once ever, start the
+        periodic flush and daily maintenance. A stopped instance cannot be started again."""
+        if self._state is not _State.UNOPENED:
+            raise UsageStatsError(f"UsageStats is {self._state.value}; create a new instance to start again")
+        self._state = _State.OPEN
+        try:
+            dsn = self.config.dsn
+            if dsn is None:
+                dsn, self._embedded = await start_embedded()
+            self._store = await Store.open(dsn, self.config.schema)
+            async with self._store.connection() as conn:
+                at = await query.go_live(conn, self.config.schema, utc(self._now()))
+            self._go_live = self.calendar.day_of(at.timestamp())
+            self._counters.bind_to_current_thread()
+            self._task_group = anyio.create_task_group()
+            await self._task_group.__aenter__()
+            self._task_group.start_soon(self._flush_loop, name="usage_stats flush")
+            self._task_group.start_soon(self._maintain_loop, name="usage_stats maintenance")
+        except BaseException:
+            self._state = _State.CLOSED
+            if self._store is not None:
+                await self._store.close()
+            raise
+
+    async def stop(self) -> None:
+        """Stop the background tasks and save what is pending, within `shutdown_timeout`.
+
+        Counts that cannot be saved in time are reported in the log. Stopping twice is harmless.
+        """
+        if self._state is not _State.OPEN:
+            self._state = _State.CLOSED
+            return
+        self._state = _State.CLOSED
+        if self._task_group is not None:
+            self._task_group.cancel_scope.cancel()
+            await self._task_group.__aexit__(None, None, None)
+            self._task_group = None
+        timeout = self.config.shutdown_timeout.total_seconds()
+        with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(timeout):
+                try:
+                    await self._flush_now()
+                except StoreUnavailableError as exc:
+                    logger.error("usage_stats: final flush failed: %s", exc)
+                except Exception:
+                    logger.exception("usage_stats: final flush failed")
+            lost = self._counters.peek()
+            if lost:
+                logger.error(
+                    "usage_stats: shutting down with %d counts and %d distinct keys not saved",
+                    lost.total_counts,
+                    lost.total_keys,
+                )
+            assert self._store is not None
+            await self._store.close()
+
+    async def __aenter__(self) -> UsageStats:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    @property
+    def lifespan(self) -> Callable[[ASGIApp], Any]:
+        """A lifespan for `Starlette(lifespan=...)` or `FastAPI(lifespan=...)` that runs `async with self`."""
+
+        @asynccontextmanager
+        async def lifespan(app: ASGIApp) -> AsyncIterator[None]:
+            async with self:
+                yield
+
+        return lifespan
+
+    # -- saving ------------------------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Save pending counts now.
+
+        If the database cannot be reached the counts are kept for the next flush and
+        `StoreUnavailableError` is raised.
+        """
+        self._require_open()
+        await self._flush_now()
+
+    async def _flush_now(self) -> None:
+        store = self._store
+        assert store is not None
+        async with self._flush_lock:
+            await self._call_before_flush()
+            taken = self._counters.take()
+            if not taken:
+                return
+            try:
+                async with store.connection() as conn:
+                    result = await write_pending(
+                        conn,
+                        self.config.schema,
+                        level=self._level,
+                        pending=taken,
+                        encode=self._encode_key,
+                        salts=self._salts,
+                    )
+            except BaseException:
+                self._counters.restore(taken)
+                raise
+            logger.debug("usage_stats: flushed %d count rows and %d keys", result.count_rows, result.keys)
+
+    async def _call_before_flush(self) -> None:
+        if self._before_flush is None:
+            return
+        try:
+            outcome = self._before_flush(self)
+            if inspect.isawaitable(outcome):
+                await outcome
+        except Exception:
+            logger.exception("usage_stats: before_flush raised; flushing anyway")
+
+    def _encode_key(self, day: date, kind: str, value: str, salt: bytes | None) -> bytes:
+        scheme = self.config.user_ids
+        if scheme == "hashed":
+            assert salt is not None
+            return keyed_hash(salt, kind, value)
+        if scheme == "memory":
+            return self._pseudonyms.user(day, value) if kind == "u" else self._pseudonyms.visitor(day, value)
+        return value.encode("utf-8", "replace")
+
+    def _wake(self) -> None:
+        self._flush_wanted.set()
+
+    async def _flush_loop(self) -> None:
+        interval = self.config.flush_interval.total_seconds()
+        delay, failures = interval, 0
+        while True:
+            with anyio.move_on_after(delay):
+                await self._flush_wanted.wait()
+            self._flush_wanted = anyio.Event()
+            try:
+                await self._flush_now()
+            except StoreUnavailableError as exc:
+                failures += 1
+                delay = min(interval * 2**failures, max(interval, 30.0))
+                if failures == 1:
+                    logger.error("usage_stats: flush failed, counts kept in memory, retrying: %s", exc)
+                continue
+            except Exception:
+                logger.exception("usage_stats: flush failed unexpectedly; counts kept in memory")
+                failures += 1
+                continue
+            if failures:
+                logger.warning("usage_stats: flush succeeded again after %d failed attempts", failures)
+            delay, failures = interval, 0
+
+    # -- maintenance -------------------------------------------------------------------------------
+
+    @property
+    def grace(self) -> timedelta:
+        """How long after a day ends its maintenance waits for every worker's last flush."""
+        return max(2 * self.config.flush_interval, timedelta(minutes=10))
+
+    async def maintain(self) -> list[date]:
+        """Run roll-ups and retention for every day that has ended (by the clock), catching up
+        after downtime; returns the days processed. Idempotent, and safe from several processes."""
+        store = self._require_open()
+        assert self._go_live is not None
+        now = self._now() - self.grace.total_seconds()
+        last_ended = self.calendar.day_of(now) - timedelta(days=1)
+        retention = maintenance.Retention(
+            self.config.keep_base_days, self.config.keep_days, self.config.keep_event_months, self.config.keep_months
+        )
+        async with store.connection() as conn:
+            return await maintenance.maintain(
+                conn, self.config.schema, self.calendar, retention, last_ended=last_ended, first_day=self._go_live
+            )
+
+    async def _maintain_loop(self) -> None:
+        grace = self.grace.total_seconds()
+        while True:
+            try:
+                await self.maintain()
+            except StoreUnavailableError as exc:
+                logger.warning("usage_stats: maintenance postponed: %s", exc)
+            except Exception:
+                logger.exception("usage_stats: maintenance failed")
+            now = self._now()
+            _, day_end, _ = self.calendar.day_bounds(now - grace)
+            await anyio.sleep(min(max(day_end + grace - now, 1.0), 600.0))
+
+    # -- marks and tables ----------------------------------------------------------------------------
+
+    async def mark(self, name: str, category: str = "timeline") -> None:
+        """Record a named point in time (a deploy, a campaign...) at the clock's now."""
+        store = self._require_open()
+        async with store.connection() as conn:
+            await query.add_mark(conn, self.config.schema, name, category, utc(self._now()))
+
+    async def marks(self) -> list[Mark]:
+        """Every mark, oldest first, with `at` in the configured time zone."""
+        store = self._require_open()
+        async with store.connection() as conn:
+            rows = await query.marks(conn, self.config.schema)
+        return [Mark(name, category, at.astimezone(self.calendar.zone)) for name, category, at in rows]
+
+    async def table(
+        self,
+        period: str = "day",
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        minimum: float = 0,
+        categories: Sequence[str] | None = None,
+    ) -> UsageTable:
+        """The aggregated table of every `period` ("day", "month" or "base") whose start is in
+        [start, end), current incomplete periods included; rolled-up and recent rows merged."""
+        if period not in _PERIODS:
+            raise ValueError(f"period must be one of {', '.join(_PERIODS)}, not {period!r}")
+        for name, value in (("start", start), ("end", end)):
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"{name} must be an aware datetime")
+        if isinstance(categories, str):
+            categories = [categories]
+        store = self._require_open()
+        cal = self.calendar
+        lo = cal.period_ceil(period, start) if start is not None else _EPOCH
+        hi = cal.period_ceil(period, end) if end is not None else _FOREVER
+        levels = {"base": [self._level], "day": [1, 2], "month": [1, 2, 3, 4]}[period]
+        schema = self.config.schema
+        async with store.connection() as conn:
+            counts = await query.count_rows(
+                conn, schema, period=period, zone=cal.zone.key, levels=levels, lo=lo, hi=hi, categories=categories
+            )
+            stored, live = await query.distinct_rows(
+                conn, schema, lo=lo, hi=hi, lo_day=cal.day_of(lo.timestamp()), hi_day=cal.day_of(hi.timestamp())
+            )
+        return build_table(
+            period,
+            cal,
+            counts,
+            stored,
+            live,
+            go_live=self._go_live,
+            today=cal.day_of(self._now()),
+            minimum=minimum,
+            categories=categories,
+        )
+
+    # -- helpers -------------------------------------------------------------------------------------
+
+    def _require_open(self) -> Store:
+        if self._state is not _State.OPEN or self._store is None:
+            raise UsageStatsError(f"UsageStats is {self._state.value}; use it inside `async with stats:`")
+        return self._store
+
+    @property
+    def now(self) -> datetime:
+        """The clock's current time, in the configured time zone."""
+        return self.calendar.local(self._now())
+
+    def dashboard(self, *, auth: Callable[..., Any] | None = None) -> ASGIApp:
+        """A Starlette app to mount (for example at `/usage`) showing the tables; see the README."""
+        from .dashboard import create_dashboard
+
+        return create_dashboard(self, auth=auth)

@@ -1,0 +1,126 @@
+"""`UsageTable` and its parts: the aggregated figures that `UsageStats.table()` returns (pure)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+__all__ = ["Kind", "Mark", "Period", "Row", "UsageTable"]
+
+Kind = Literal["count", "total", "distinct", "average"]
+
+SEEN = "seen"
+ALL = "<all>"
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One figure: `value` of `event` in `category`, of the given `kind`.
+
+    `kind` is "count" (an event's count), "total" (all events of a category after they were merged;
+    event `<all>`), "distinct" (distinct keys seen that day; category `seen`) or "average" (monthly
+    average of daily distinct counts; category `seen`, a float).
+    """
+
+    category: str
+    event: str
+    value: int | float
+    kind: Kind = "count"
+
+    def sort_key(self) -> tuple[str, float, str]:
+        """Category, then value descending, then event."""
+        return (self.category, -self.value, self.event)
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """The rows of one period; `start` is aware, in the configured time zone."""
+
+    start: datetime
+    rows: tuple[Row, ...] = field(default_factory=tuple)
+
+    def get(self, category: str, event: str, kind: Kind | None = None) -> Row | None:
+        """The row for (category, event), optionally of one kind, or None."""
+        for row in self.rows:
+            if row.category == category and row.event == event and (kind is None or row.kind == kind):
+                return row
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A named point in the service's life, such as `go-live` or a deploy."""
+
+    name: str
+    category: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UsageTable:
+    """Aggregated usage: `periods` newest first, each with its rows in display order.
+
+    `period` is "base", "day" or "month". Export with `to_csv()`, `to_json()` or `as_dicts()`.
+    """
+
+    period: str
+    periods: tuple[Period, ...]
+
+    @classmethod
+    def build(
+        cls, period: str, rows: Iterable[tuple[datetime, Row]], *, minimum: float = 0
+    ) -> UsageTable:
+        """Group (start, row) pairs into sorted periods, dropping rows below `minimum`."""
+        grouped: dict[datetime, list[Row]] = {}
+        for start, row in rows:
+            if row.value >= minimum:
+                grouped.setdefault(start, []).append(row)
+        periods = tuple(
+            Period(start, tuple(sorted(grouped[start], key=Row.sort_key)))
+            for start in sorted(grouped, reverse=True)
+            if grouped[start]
+        )
+        return cls(period, periods)
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        """One dict per row: start (ISO 8601), category, event, kind, value."""
+        return [
+            {
+                "start": period.start.isoformat(),
+                "category": row.category,
+                "event": row.event,
+                "kind": row.kind,
+                "value": row.value,
+            }
+            for period in self.periods
+            for row in period.rows
+        ]
+
+    def to_json(self) -> str:
+        """The table as JSON: {"period": ..., "rows": [...as_dicts()...]}."""
+        return json.dumps({"period": self.period, "rows": self.as_dicts()}, ensure_ascii=False)
+
+    def to_csv(self) -> str:
+        """The table as CSV with a header row; cells that a spreadsheet would run as formulas are quoted."""
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["start", "category", "event", "kind", "value"])
+        for item in self.as_dicts():
+            writer.writerow([_safe_cell(item[k]) for k in ("start", "category", "event", "kind", "value")])
+        return out.getvalue()
+
+    def total(self, category: str, event: str) -> int | float:
+        """The sum of `value` for (category, event) over every period (a convenience for checks)."""
+        return sum(r.value for p in self.periods for r in p.rows if r.category == category and r.event == event)
+
+
+def _safe_cell(value: object) -> object:
+    # Spreadsheets run cells that begin with these characters as formulas (CSV injection).
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
