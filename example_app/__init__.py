@@ -1,0 +1,1 @@
+"""A small FastAPI shop that records its usage with usage_stats (see README)."""

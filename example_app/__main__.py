@@ -1,0 +1,21 @@
+"""`python -m example_app`: serve the example on 127.0.0.1 (embedded PostgreSQL unless USAGE_STATS_DSN is set)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import uvicorn
+
+from .app import create_app
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO)
+    port = int(os.environ.get("PORT", "8000"))
+    print(f"usage_stats example: http://127.0.0.1:{port}/  (statistics at /stats)")  # noqa: T201
+    uvicorn.run(create_app(), host="127.0.0.1", port=port)
+
+
+if __name__ == "__main__":
+    main()
