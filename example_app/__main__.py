@@ -13,7 +13,7 @@ from .app import create_app
 def main() -> None:
     logging.basicConfig(level=logging.INFO)
     port = int(os.environ.get("PORT", "8000"))
-    print(f"usage_stats example: http://127.0.0.1:{port}/  (statistics at /stats)")  # noqa: T201
+    print(f"usage_stats example: http://127.0.0.1:{port}/  (statistics at /stats)")
     uvicorn.run(create_app(), host="127.0.0.1", port=port)
 
 

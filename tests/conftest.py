@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,9 +37,9 @@ def anyio_backend() -> str:
 def _embedded_dsn(folder: Path) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import pgserver
+        from pgserver.postgres_server import get_server
 
-        server = pgserver.get_server(folder, cleanup_mode="stop")
+        server = get_server(folder, cleanup_mode="stop")
     _SERVERS.append(server)
     return str(server.get_uri())
 
@@ -111,13 +111,13 @@ def make_config(pg_dsn: str, schema: str) -> Callable[..., UsageConfig]:
 
 
 @pytest.fixture
-def make_stats(make_config: Callable[..., UsageConfig], clock: FakeClock) -> Iterator[StatsFactory]:
+def make_stats(make_config: Callable[..., UsageConfig], clock: FakeClock) -> StatsFactory:
     """Builds (unstarted) `UsageStats` on the test's schema, driven by the test clock by default."""
 
     def make(*, use_clock: bool = True, before_flush: Any = None, **overrides: Any) -> UsageStats:
         return UsageStats(make_config(**overrides), clock=clock if use_clock else None, before_flush=before_flush)
 
-    yield make
+    return make
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
+from typing import Any
 
 from .config import IPNetwork
 
@@ -41,7 +42,7 @@ class ClientAddress:
         self._trusted_cache[host] = result
         return result
 
-    def __call__(self, scope: dict[str, object]) -> str | None:
+    def __call__(self, scope: MutableMapping[str, Any]) -> str | None:
         """The client's address as text, or None when the request has no usable client."""
         client = scope.get("client")
         host = client[0] if isinstance(client, (tuple, list)) and client else None

@@ -100,9 +100,7 @@ class UsageConfig:
             raise ConfigError("shutdown_timeout: must not be negative")
 
     def __repr__(self) -> str:
-        fields = ", ".join(
-            f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.name != "dsn"
-        )
+        fields = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.name != "dsn")
         return f"UsageConfig(dsn={redact_dsn(self.dsn)!r}, {fields})"
 
     @property

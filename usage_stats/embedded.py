@@ -32,11 +32,11 @@ def _start(data_dir: Path) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
         try:
-            import pgserver
+            from pgserver.postgres_server import get_server
         except ImportError as exc:
             raise ConfigError(f"dsn: {_MISSING}") from exc
         data_dir.mkdir(parents=True, exist_ok=True)
-        return pgserver.get_server(data_dir, cleanup_mode="stop")
+        return get_server(data_dir, cleanup_mode="stop")
 
 
 async def start_embedded(data_dir: Path | None = None) -> tuple[str, Any]:

@@ -18,6 +18,8 @@ __all__ = ["UsageMiddleware"]
 
 logger = logging.getLogger(__name__)
 
+# Set to a true value in the scope by anything (such as the dashboard) whose requests must not be counted.
+SKIP = "usage_stats.skip"
 NOT_FOUND = "not-found"
 BAD_REQUEST = "bad-req"
 _STATUS_CLASSES = {n: f"{n}xx" for n in range(1, 6)}
@@ -87,9 +89,9 @@ class UsageMiddleware:
 
     def _record(self, scope: Scope, status: int, root_path: str) -> None:
         try:
-            stats = self.stats
-            if stats.excluded_prefixes and scope.get("path", "").startswith(tuple(stats.excluded_prefixes)):
+            if scope.get(SKIP):
                 return
+            stats = self.stats
             event = self._templates(scope, root_path) if isinstance(root_path, str) else None
             category = "page"
             if event is None:

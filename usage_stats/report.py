@@ -37,8 +37,8 @@ def build_table(
     zone = calendar.zone
     rows: list[tuple[datetime, Row]] = []
     for start, category, event, total, value in counts:
-        kind = "total" if total else "count"
-        rows.append((start.astimezone(zone), Row(category, ALL if total else event, value, kind)))
+        row = Row(category, ALL, value, "total") if total else Row(category, event, value, "count")
+        rows.append((start.astimezone(zone), row))
 
     show_seen = period != "base" and (categories is None or SEEN in categories)
     if show_seen and period == "day":

@@ -96,7 +96,6 @@ class UsageStats:
         self._flush_lock = anyio.Lock()
         self._flush_wanted = anyio.Event()
         self._go_live: date | None = None
-        self.excluded_prefixes: list[str] = []  # paths never counted (mounted dashboards add theirs)
 
     def __repr__(self) -> str:
         return f"<UsageStats {self._state.value} schema={self.config.schema!r}>"

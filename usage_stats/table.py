@@ -72,9 +72,7 @@ class UsageTable:
     periods: tuple[Period, ...]
 
     @classmethod
-    def build(
-        cls, period: str, rows: Iterable[tuple[datetime, Row]], *, minimum: float = 0
-    ) -> UsageTable:
+    def build(cls, period: str, rows: Iterable[tuple[datetime, Row]], *, minimum: float = 0) -> UsageTable:
         """Group (start, row) pairs into sorted periods, dropping rows below `minimum`."""
         grouped: dict[datetime, list[Row]] = {}
         for start, row in rows:

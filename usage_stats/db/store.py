@@ -63,18 +63,18 @@ class Store:
         """A pooled connection; driver errors are raised as `StoreUnavailableError`."""
         try:
             async with self.pool.acquire(timeout=10) as conn:
-                yield conn
+                yield conn  # type: ignore[misc]
         except DRIVER_ERRORS as exc:
             raise StoreUnavailableError(f"{type(exc).__name__}: {exc}") from exc
 
-    async def close(self, timeout: float = 5.0) -> None:
-        """Close the pool, terminating connections that do not close within `timeout` seconds."""
+    async def close(self, grace: float = 5.0) -> None:
+        """Close the pool, terminating connections that do not close within `grace` seconds."""
         try:
-            with anyio.move_on_after(timeout) as scope:
+            with anyio.move_on_after(grace) as scope:
                 await self.pool.close()
         except BaseException:
             self.pool.terminate()
             raise
         if scope.cancelled_caught:
-            logger.warning("usage_stats: connections did not close within %.1f s; terminated them", timeout)
+            logger.warning("usage_stats: connections did not close within %.1f s; terminated them", grace)
             self.pool.terminate()
