@@ -3,6 +3,7 @@ schema per test, a clock the test drives, and a factory for started `UsageStats`
 
 from __future__ import annotations
 
+import inspect
 import os
 import uuid
 import warnings
@@ -17,16 +18,11 @@ import pytest
 from usage_stats import UsageConfig, UsageStats
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if isinstance(item, pytest.Function) and _is_coroutine(item.function):
-            item.add_marker(pytest.mark.anyio)
-
-
-def _is_coroutine(func: object) -> bool:
-    import inspect
-
-    return inspect.iscoroutinefunction(func)
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
+    """Run every `async def` test with anyio's plugin (marked before parametrisation happens)."""
+    if inspect.iscoroutinefunction(obj) and name.startswith("test"):
+        pytest.mark.anyio(obj)
 
 
 @pytest.fixture(scope="session")

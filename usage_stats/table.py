@@ -74,14 +74,17 @@ class UsageTable:
     @classmethod
     def build(cls, period: str, rows: Iterable[tuple[datetime, Row]], *, minimum: float = 0) -> UsageTable:
         """Group (start, row) pairs into sorted periods, dropping rows below `minimum`."""
-        grouped: dict[datetime, list[Row]] = {}
+        # Grouped by instant: two local times of a repeated DST hour compare equal as datetimes.
+        starts: dict[float, datetime] = {}
+        grouped: dict[float, list[Row]] = {}
         for start, row in rows:
             if row.value >= minimum:
-                grouped.setdefault(start, []).append(row)
+                instant = start.timestamp()
+                starts.setdefault(instant, start)
+                grouped.setdefault(instant, []).append(row)
         periods = tuple(
-            Period(start, tuple(sorted(grouped[start], key=Row.sort_key)))
-            for start in sorted(grouped, reverse=True)
-            if grouped[start]
+            Period(starts[instant], tuple(sorted(grouped[instant], key=Row.sort_key)))
+            for instant in sorted(grouped, reverse=True)
         )
         return cls(period, periods)
 
