@@ -6,7 +6,7 @@ import dataclasses
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -63,7 +63,7 @@ class UsageConfig:
     user_ids: UserIdScheme = "hashed"
     ip_prefix_v4: int = 24
     ip_prefix_v6: int = 48
-    trusted_proxies: tuple[IPNetwork, ...] = ()
+    trusted_proxies: Sequence[str | IPNetwork] = ()
     max_keys_per_period: int = 10_000
     shutdown_timeout: timedelta = timedelta(seconds=10)
 
@@ -102,6 +102,11 @@ class UsageConfig:
     def __repr__(self) -> str:
         fields = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.name != "dsn")
         return f"UsageConfig(dsn={redact_dsn(self.dsn)!r}, {fields})"
+
+    @property
+    def trusted_networks(self) -> tuple[IPNetwork, ...]:
+        """`trusted_proxies` as parsed networks."""
+        return tuple(n for n in self.trusted_proxies if not isinstance(n, str))
 
     @property
     def zone(self) -> ZoneInfo:

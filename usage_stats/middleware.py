@@ -60,7 +60,7 @@ class UsageMiddleware:
             exclude = (exclude,)
         self.exclude = tuple(exclude)
         self._templates = RouteTemplates()
-        self._client = ClientAddress(stats.config.trusted_proxies)
+        self._client = ClientAddress(stats.config.trusted_networks)
         self._failures = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
