@@ -1,20 +1,32 @@
-"""The mountable dashboard (see `UsageStats.dashboard`)."""
+"""The mountable dashboard (see `UsageStats.dashboard`): daily and monthly tables, a chart per
+category, the marks, and CSV/JSON downloads, as server-rendered HTML and SVG with no script.
+
+::
+
+    app.mount("/usage", stats.dashboard(auth=lambda request: request.user.is_authenticated))
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UsageStatsError
+from .app import build_app
+from .auth import Auth, Guard
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
     from ..stats import UsageStats
 
-__all__ = ["create_dashboard"]
+__all__ = ["Auth", "create_dashboard"]
 
 
 def create_dashboard(stats: UsageStats, *, auth: Callable[..., Any] | None = None) -> ASGIApp:
-    """Not built yet: the dashboard arrives with its own issue."""
-    raise UsageStatsError("the dashboard is not available in this version")
+    """The dashboard app for `stats`, refusing every request that `auth` does not allow.
+
+    `auth(request)` may be sync or async; a true result allows the request, a false one answers
+    403, and a Starlette `Response` is sent as it is (for example a 401 asking for credentials).
+    Without `auth` every request is refused. The dashboard's own requests are never counted.
+    """
+    return Guard(build_app(stats), auth)
