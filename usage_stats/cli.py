@@ -1,0 +1,213 @@
+"""`usage-stats`: report, mark, maintain and migrate from a shell.
+
+Configuration is read like `UsageConfig.from_env()` (USAGE_STATS_DSN, USAGE_STATS_SCHEMA, ...), with
+`--dsn` and `--schema` overriding. Exit status: 0 success, 1 the database failed, 2 a usage error.
+Errors are one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, NoReturn, TextIO
+
+import anyio
+
+from . import __version__
+from .config import UsageConfig
+from .db import maintenance, query
+from .db.connect import connect, schema_version
+from .db.migrations import migrate
+from .embedded import start_embedded
+from .errors import ConfigError, StoreUnavailableError, UsageStatsError
+from .periods import Calendar
+from .reader import Reader
+from .sanitise import clean_name
+from .textout import render_text
+
+if TYPE_CHECKING:
+    from asyncpg import Connection
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_DATABASE, EXIT_USAGE = 0, 1, 2
+PROG = "usage-stats"
+
+
+class UsageError(UsageStatsError):
+    """A command line that cannot be run as given (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def _since(text: str) -> date | datetime:
+    try:
+        return date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD) or ISO 8601 time") from None
+
+
+def _minimum(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of zero or more")
+    return int(value) if value.is_integer() else value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (`--dsn`/`--schema` are accepted before or after the command)."""
+    common = _Parser(add_help=False)
+    common.add_argument("--dsn", default=argparse.SUPPRESS, help="PostgreSQL DSN (default: $USAGE_STATS_DSN)")
+    common.add_argument("--schema", default=argparse.SUPPRESS, help="schema (default: $USAGE_STATS_SCHEMA or usage)")
+    parser = _Parser(prog=PROG, parents=[common], description="Usage statistics kept by usage_stats in PostgreSQL.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    report = commands.add_parser("report", parents=[common], help="print a table (only reads)")
+    report.add_argument("--period", choices=("day", "month", "base"), default="day", help="default: day")
+    report.add_argument("--format", choices=("text", "csv", "json"), default="text", help="default: text")
+    report.add_argument("--since", type=_since, help="first day (YYYY-MM-DD, in the configured time zone)")
+    report.add_argument("--minimum", type=_minimum, default=0, metavar="N", help="leave out values below N")
+    report.add_argument("--category", action="append", metavar="C", help="only category C (repeatable)")
+
+    mark = commands.add_parser("mark", parents=[common], help="record a named point in time now")
+    mark.add_argument("name", help="what happened, e.g. 'deploy 1.4'")
+    mark.add_argument("--category", default="timeline", help="default: timeline")
+
+    commands.add_parser("maintain", parents=[common], help="run roll-ups and retention for ended days")
+    commands.add_parser("migrate", parents=[common], help="create or update the schema")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """Run the command line `argv` (default: `sys.argv[1:]`); returns the exit status."""
+    out = stdout if stdout is not None else sys.stdout
+    err = stderr if stderr is not None else sys.stderr
+    try:
+        args = build_parser().parse_args(argv)
+        overrides = {name: getattr(args, name) for name in ("dsn", "schema") if name in args}
+        config = UsageConfig.from_env(**overrides)
+        return anyio.run(_run, args, config, out)
+    except (UsageError, ConfigError) as exc:
+        print(f"{PROG}: error: {_one_line(exc)}", file=err)
+        return EXIT_USAGE
+    except (StoreUnavailableError, UsageStatsError) as exc:
+        print(f"{PROG}: database error: {_one_line(exc)}", file=err)
+        return EXIT_DATABASE
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=err)
+        return 130
+    except Exception as exc:
+        print(f"{PROG}: unexpected error: {type(exc).__name__}: {_one_line(exc)}", file=err)
+        return EXIT_DATABASE
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+async def _run(args: argparse.Namespace, config: UsageConfig, out: TextIO) -> int:
+
+    dsn, _server = config.dsn, None
+    if dsn is None:  # like the example app: the embedded server, kept alive by `_server` until we return
+        dsn, _server = await start_embedded()
+    async with connect(dsn, read_only=args.command == "report") as conn:
+        return await _COMMANDS[args.command](conn, args, config, out)
+
+
+async def _report(conn: Connection, args: argparse.Namespace, config: UsageConfig, out: TextIO) -> int:
+
+    await _require_schema(conn, config)
+    start = None
+    if args.since is not None:
+        start = _start_of(args.since, config)
+    reader = Reader(conn, config)
+    table = await reader.table(
+        args.period, now=datetime.now(UTC), start=start, minimum=args.minimum, categories=args.category
+    )
+    if args.format == "csv":
+        out.write(table.to_csv())
+    elif args.format == "json":
+        out.write(table.to_json() + "\n")
+    else:
+        out.write(render_text(table))
+    return EXIT_OK
+
+
+def _start_of(since: date | datetime, config: UsageConfig) -> datetime:
+    zone = config.zone
+    if isinstance(since, datetime):
+        return since if since.tzinfo is not None else since.replace(tzinfo=zone)
+
+    return Calendar(zone, config.base_period).day_start(since)
+
+
+async def _require_schema(conn: Connection, config: UsageConfig) -> None:
+    if await schema_version(conn, config.schema) is None:
+        raise UsageStatsError(
+            f"schema {config.schema!r} holds no usage statistics in this database "
+            f"(run `{PROG} migrate`, or start the app once)"
+        )
+
+
+async def _mark(conn: Connection, args: argparse.Namespace, config: UsageConfig, out: TextIO) -> int:
+
+    name, category = clean_name(args.name).strip(), clean_name(args.category).strip()
+    if not name or not category:
+        raise UsageError("a mark needs a non-empty name and category")
+    await migrate(conn, config.schema)
+    at = datetime.now(UTC)
+    await query.add_mark(conn, config.schema, name, category, at)
+    local = at.astimezone(config.zone)
+    print(f"marked {name!r} ({category}) at {local:%Y-%m-%d %H:%M:%S %Z}", file=out)
+    return EXIT_OK
+
+
+async def _maintain(conn: Connection, args: argparse.Namespace, config: UsageConfig, out: TextIO) -> int:
+
+    await _require_schema(conn, config)
+    calendar = Calendar(config.zone, config.base_period)
+    go_live = next((at for name, _, at in await query.marks(conn, config.schema) if name == "go-live"), None)
+    if go_live is None:
+        print("nothing to maintain: the service has not gone live yet", file=out)
+        return EXIT_OK
+    # The same grace as the running service: every worker's last flush of a day is in.
+    grace = max(2 * config.flush_interval, timedelta(minutes=10))
+    last_ended = calendar.day_of((datetime.now(UTC) - grace).timestamp()) - timedelta(days=1)
+    retention = maintenance.Retention(
+        config.keep_base_days, config.keep_days, config.keep_event_months, config.keep_months
+    )
+    days = await maintenance.maintain(
+        conn,
+        config.schema,
+        calendar,
+        retention,
+        last_ended=last_ended,
+        first_day=calendar.day_of(go_live.timestamp()),
+    )
+    if days:
+        print(f"maintained {len(days)} day(s): {days[0]} to {days[-1]}", file=out)
+    else:
+        print(f"nothing to maintain: every day up to {last_ended} was done already", file=out)
+    return EXIT_OK
+
+
+async def _migrate(conn: Connection, args: argparse.Namespace, config: UsageConfig, out: TextIO) -> int:
+
+    applied = await migrate(conn, config.schema)
+    version = await schema_version(conn, config.schema)
+    state = f"applied {applied} migration(s)" if applied else "already up to date"
+    print(f"schema {config.schema}: {state}, at version {version}", file=out)
+    return EXIT_OK
+
+
+Command = Callable[["Connection", argparse.Namespace, UsageConfig, TextIO], Awaitable[int]]
+_COMMANDS: dict[str, Command] = {"report": _report, "mark": _mark, "maintain": _maintain, "migrate": _migrate}

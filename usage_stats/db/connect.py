@@ -1,0 +1,59 @@
+"""One connection for a short command (the CLI), read-only when asked, with driver errors mapped,
+and the schema check such a command needs first."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import asyncpg
+
+from ..config import redact_dsn
+from ..errors import StoreUnavailableError
+from .migrations import quote_ident
+from .store import DRIVER_ERRORS
+
+__all__ = ["connect", "schema_version"]
+
+
+@asynccontextmanager
+async def connect(
+    dsn: str, *, read_only: bool = False, connect_timeout: float = 10
+) -> AsyncIterator[asyncpg.Connection]:
+    """A single connection to `dsn`; with `read_only` the server refuses any write in it.
+
+    Connection failures and driver errors inside the block raise `StoreUnavailableError` with the
+    DSN's password redacted.
+    """
+    settings = {"application_name": "usage_stats cli"}
+    if read_only:
+        settings["default_transaction_read_only"] = "on"
+    try:
+        conn = await asyncpg.connect(dsn, timeout=connect_timeout, server_settings=settings)
+    except DRIVER_ERRORS as exc:
+        raise StoreUnavailableError(f"cannot connect to {redact_dsn(dsn)}: {_reason(exc)}") from exc
+    except ValueError as exc:  # an unparsable DSN
+        raise StoreUnavailableError(f"invalid DSN {redact_dsn(dsn)}: {exc}") from exc
+    try:
+        yield conn
+    except DRIVER_ERRORS as exc:
+        raise StoreUnavailableError(_reason(exc)) from exc
+    finally:
+        try:
+            await conn.close(timeout=connect_timeout)
+        except DRIVER_ERRORS:
+            conn.terminate()
+
+
+async def schema_version(conn: asyncpg.Connection, schema: str) -> int | None:
+    """The migration version of `schema`, or None when it holds no usage_stats tables."""
+    found = await conn.fetchval("SELECT to_regclass($1)", f"{quote_ident(schema)}.schema_version")
+    if found is None:
+        return None
+    version: int = await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {quote_ident(schema)}.schema_version")
+    return version
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
