@@ -172,13 +172,16 @@ class UsageStats:
             self._task_group = None
         timeout = self.config.shutdown_timeout.total_seconds()
         with anyio.CancelScope(shield=True):
-            with anyio.move_on_after(timeout):
+            deadline = anyio.current_time() + timeout
+            with anyio.move_on_after(timeout) as scope:
                 try:
                     await self._flush_now()
                 except StoreUnavailableError as exc:
                     logger.error("usage_stats: final flush failed: %s", exc)
                 except Exception:
                     logger.exception("usage_stats: final flush failed")
+            if scope.cancelled_caught:
+                logger.error("usage_stats: final flush did not finish within %.1f s", timeout)
             lost = self._counters.peek()
             if lost:
                 logger.error(
@@ -187,7 +190,8 @@ class UsageStats:
                     lost.total_keys,
                 )
             assert self._store is not None
-            await self._store.close()
+            # Closing is part of the bounded shutdown: connections stuck on a hung server are terminated.
+            await self._store.close(grace=max(deadline - anyio.current_time(), 0.5))
 
     async def __aenter__(self) -> UsageStats:
         await self.start()

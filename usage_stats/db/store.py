@@ -39,7 +39,9 @@ class Store:
         try:
             pool = await asyncpg.create_pool(
                 dsn,
-                min_size=1,
+                # No connection floor: while the database is down asyncpg would otherwise retry it in
+                # the background and log a traceback each time, besides our own single log line.
+                min_size=0,
                 max_size=max_size,
                 timeout=10,
                 command_timeout=120,
