@@ -14,6 +14,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO)
     port = int(os.environ.get("PORT", "8000"))
     print(f"usage_stats example: http://127.0.0.1:{port}/  (statistics at /stats)")
+    print(f"dashboard: sign in as admin at http://127.0.0.1:{port}/login?name=admin, then open /usage/")
     uvicorn.run(create_app(), host="127.0.0.1", port=port)
 
 

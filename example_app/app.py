@@ -27,6 +27,11 @@ class CookieAuth(AuthenticationBackend):
         return AuthCredentials(["authenticated"]), SimpleUser(name)
 
 
+def is_admin(request: Request) -> bool:
+    """Demo rule for the dashboard: only the signed-in user "admin" (visit /login?name=admin)."""
+    return bool(request.user.is_authenticated and request.user.display_name == "admin")
+
+
 def create_app(config: UsageConfig | None = None) -> FastAPI:
     """Build the app; the configuration comes from the environment (USAGE_STATS_*) by default."""
     if config is None:
@@ -78,6 +83,9 @@ def create_app(config: UsageConfig | None = None) -> FastAPI:
         await stats.flush()
         table = await stats.table(period)
         return JSONResponse({"period": period, "rows": table.as_dicts()})
+
+    # The dashboard: its own requests are never counted, and only `is_admin` may see it.
+    app.mount("/usage", stats.dashboard(auth=is_admin))
 
     # Middleware added last runs first: usage_stats sees the user set by the authentication middleware.
     app.add_middleware(AuthenticationMiddleware, backend=CookieAuth())

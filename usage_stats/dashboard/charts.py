@@ -104,8 +104,8 @@ def render_chart(
 
 def _mark_x(bounds: Sequence[datetime], at: datetime, step: float) -> float | None:
     for i in range(len(bounds) - 1):
-        lo, hi = bounds[i], bounds[i + 1]
-        if lo <= at < hi:
-            fraction = (at - lo) / (hi - lo)
+        lo, hi = bounds[i].timestamp(), bounds[i + 1].timestamp()
+        if lo <= at.timestamp() < hi:  # elapsed time: a day may last 23 or 25 hours
+            fraction = (at.timestamp() - lo) / (hi - lo)
             return _LEFT + (i + fraction) * step
     return None
