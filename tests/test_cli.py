@@ -1,0 +1,218 @@
+"""The `usage-stats` command line against real PostgreSQL: every command and format, and the errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import anyio.to_thread
+import asyncpg
+import pytest
+
+from tests.conftest import FakeClock, StatsFactory
+from usage_stats.cli import main
+from usage_stats.textout import render_text
+
+BAD_DSN = "postgresql://someone:s3cret@127.0.0.1:1/nothing"
+
+
+async def run(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """Run the CLI in a worker thread (it runs its own event loop); returns (status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+
+    def call() -> int:
+        return main(list(argv), stdout=out, stderr=err)
+
+    if env is None:
+        status = await anyio.to_thread.run_sync(call)
+    else:
+        with pytest.MonkeyPatch.context() as patch:
+            for key, value in env.items():
+                patch.setenv(key, value)
+            status = await anyio.to_thread.run_sync(call)
+    return status, out.getvalue(), err.getvalue()
+
+
+def target(pg_dsn: str, schema: str) -> list[str]:
+    return ["--dsn", pg_dsn, "--schema", schema]
+
+
+async def seed_days(make_stats: StatsFactory, clock: FakeClock) -> None:
+    """Three days of counts (ending two days ago, in real time) and visitors, not maintained."""
+    clock.set(datetime.now(UTC).replace(hour=12, minute=0) - timedelta(days=4))
+    async with make_stats() as stats:
+        for n in (2, 5, 3):
+            clock.advance(days=1)
+            stats.add("/items/{item_id}", "page", n)
+            stats.count("/", "page")
+            stats.count("=cmd|' /C calc'!A0", "business")
+            stats.seen_visitor(f"198.51.100.{n}")
+            await stats.flush()
+
+
+@pytest.mark.parametrize("period", ["day", "month", "base"])
+async def test_report_in_every_format_equals_the_table(
+    make_stats: StatsFactory, pg_dsn: str, schema: str, period: str
+) -> None:
+    async with make_stats(use_clock=False) as stats:  # real time: the CLI's `today` is the same
+        stats.add("/items/{item_id}", "page", 12)
+        stats.count("purchase", "business")
+        stats.seen_user("alice")
+        await stats.flush()
+        results = {
+            fmt: await run(*target(pg_dsn, schema), "report", "--period", period, "--format", fmt)
+            for fmt in ("text", "csv", "json")
+        }
+        table = await stats.table(period)
+    assert {status for status, _, _ in results.values()} == {0}
+    assert {err for _, _, err in results.values()} == {""}
+    assert results["csv"][1] == table.to_csv()
+    assert json.loads(results["json"][1]) == json.loads(table.to_json())
+    assert results["text"][1] == render_text(table)
+    assert table.total("page", "/items/{item_id}") == 12
+
+
+async def test_text_report_is_aligned_and_safe(
+    make_stats: StatsFactory, clock: FakeClock, pg_dsn: str, schema: str
+) -> None:
+    async with make_stats() as stats:
+        stats.count("/a-very-long-event-name/{with}/{params}", "page")
+        stats.add("/", "page", 12345)
+        stats.count("\x1b[31mred\x1b[0m", "business")
+        await stats.flush()
+    status, out, _ = await run(*target(pg_dsn, schema), "report")
+    assert status == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["PERIOD", "CATEGORY", "EVENT", "VALUE", "KIND"]
+    value_end = lines[0].index("VALUE") + len("VALUE")
+    assert [line[value_end - 5 : value_end].strip() for line in lines[1:]] == ["1", "12345", "1"]
+    kind_start = lines[0].index("KIND")
+    assert [line[kind_start:] for line in lines[1:]] == ["count"] * 3
+    assert "\x1b" not in out
+    assert "\\x1b[31mred\\x1b[0m" in out
+
+
+async def test_report_filters(make_stats: StatsFactory, clock: FakeClock, pg_dsn: str, schema: str) -> None:
+    await seed_days(make_stats, clock)
+    since = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()
+    args = [*target(pg_dsn, schema), "report", "--format", "json"]
+    _, everything, _ = await run(*args)
+    _, recent, _ = await run(*args, "--since", since)
+    _, big, _ = await run(*args, "--minimum", "3", "--category", "page")
+    async with make_stats(use_clock=False) as stats:
+        start = datetime.fromisoformat(since).replace(tzinfo=UTC)
+        assert json.loads(recent) == json.loads((await stats.table("day", start=start)).to_json())
+        assert json.loads(big) == json.loads((await stats.table("day", minimum=3, categories=["page"])).to_json())
+        assert json.loads(everything) == json.loads((await stats.table("day")).to_json())
+    assert len({row["start"] for row in json.loads(everything)["rows"]}) == 3
+    assert len({row["start"] for row in json.loads(recent)["rows"]}) == 2
+    assert {(row["event"], row["value"]) for row in json.loads(big)["rows"]} == {
+        ("/items/{item_id}", 5),
+        ("/items/{item_id}", 3),
+    }
+
+
+async def test_report_only_reads(
+    make_stats: StatsFactory, clock: FakeClock, pg_dsn: str, schema: str, db: asyncpg.Connection
+) -> None:
+    status, _, err = await run(*target(pg_dsn, schema), "report")
+    assert status == 1
+    assert "holds no usage statistics" in err
+    assert await db.fetchval("SELECT count(*) FROM pg_namespace WHERE nspname = $1", schema) == 0  # not migrated
+    await seed_days(make_stats, clock)
+    await db.execute(f'DELETE FROM "{schema}".marks')  # no go-live: a report must not add one
+    before = await snapshot(db, schema)
+    for period in ("day", "month", "base"):
+        assert (await run(*target(pg_dsn, schema), "report", "--period", period))[0] == 0
+    assert await snapshot(db, schema) == before
+    assert before["marks"] == []
+    assert len(before["seen_keys"]) == 3  # days left for maintenance, which a report must not run
+
+
+async def snapshot(db: asyncpg.Connection, schema: str) -> dict[str, list[asyncpg.Record]]:
+    tables = ("counts", "distinct_counts", "seen_keys", "salts", "marks", "state", "schema_version")
+    return {t: await db.fetch(f'SELECT * FROM "{schema}".{t} ORDER BY 1, 2') for t in tables}
+
+
+async def test_mark_maintain_and_migrate(
+    make_stats: StatsFactory, clock: FakeClock, pg_dsn: str, schema: str, db: asyncpg.Connection
+) -> None:
+    status, out, _ = await run(*target(pg_dsn, schema), "migrate")
+    assert (status, out) == (0, f"schema {schema}: applied 1 migration(s), at version 1\n")
+    assert (await run(*target(pg_dsn, schema), "migrate"))[1] == f"schema {schema}: already up to date, at version 1\n"
+    assert (await run(*target(pg_dsn, schema), "maintain"))[1].startswith(
+        "nothing to maintain: the service has not gone live"
+    )
+
+    await seed_days(make_stats, clock)
+    status, out, _ = await run(*target(pg_dsn, schema), "mark", "deploy 1.4", "--category", "deploy")
+    assert status == 0
+    assert out.startswith("marked 'deploy 1.4' (deploy) at ")
+    async with make_stats(use_clock=False) as stats:
+        marks = await stats.marks()
+        day_before = await stats.table("day")
+    assert [(m.name, m.category) for m in marks] == [("go-live", "timeline"), ("deploy 1.4", "deploy")]
+    assert abs(marks[-1].at - datetime.now(UTC)) < timedelta(minutes=1)
+
+    status, out, _ = await run(*target(pg_dsn, schema), "maintain")
+    assert status == 0
+    assert out.startswith("maintained ")
+    assert await db.fetchval(f'SELECT count(*) FROM "{schema}".seen_keys WHERE day < current_date - 1') == 0
+    assert await db.fetchval(f'SELECT count(*) FROM "{schema}".distinct_counts') >= 2
+    assert (await run(*target(pg_dsn, schema), "maintain"))[1].startswith("nothing to maintain: every day up to")
+    async with make_stats(use_clock=False) as stats:
+        assert (await stats.table("day")).as_dicts() == day_before.as_dicts()  # maintenance moved, not changed
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "the following arguments are required: COMMAND"),
+        (["report", "--period", "week"], "invalid choice: 'week'"),
+        (["report", "--format", "xml"], "invalid choice: 'xml'"),
+        (["report", "--since", "yesterday"], "'yesterday' is not a date"),
+        (["report", "--minimum", "-3"], "'-3' is not a number of zero or more"),
+        (["mark"], "the following arguments are required: name"),
+        (["mark", "  "], "a mark needs a non-empty name"),
+        (["--schema", "no-such;schema", "report"], "schema: 'no-such;schema' is not a plain SQL identifier"),
+        (["vacuum"], "invalid choice: 'vacuum'"),
+    ],
+)
+async def test_usage_errors_exit_2_with_one_line(pg_dsn: str, argv: list[str], message: str) -> None:
+    status, out, err = await run("--dsn", pg_dsn, *argv)
+    assert status == 2
+    assert out == ""
+    assert err.count("\n") == 1
+    assert err.startswith("usage-stats: error: ")
+    assert message in err
+
+
+async def test_database_errors_exit_1_and_read_the_environment(schema: str) -> None:
+    status, _, err = await run("report", env={"USAGE_STATS_DSN": BAD_DSN, "USAGE_STATS_SCHEMA": schema})
+    assert status == 1
+    assert err.startswith("usage-stats: database error: cannot connect to postgresql://someone:***@127.0.0.1:1/nothing")
+    assert err.count("\n") == 1
+    assert "s3cret" not in err
+    assert (await run("--dsn", "mysql://nope", "migrate"))[0] == 1
+
+
+def _process(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("USAGE_STATS_")}
+    return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60, check=False)
+
+
+def test_console_script_and_module_in_a_real_process() -> None:
+    script = os.path.join(os.path.dirname(sys.executable), "usage-stats")
+    for argv in ([sys.executable, "-m", "usage_stats"], [script]):
+        done = _process([*argv, "--dsn", BAD_DSN, "report"])
+        assert done.returncode == 1
+        assert done.stdout == ""
+        assert done.stderr.count("\n") == 1
+        assert "Traceback" not in done.stderr
+        assert "s3cret" not in done.stderr
+    assert _process([script, "report", "--period", "year"]).returncode == 2
