@@ -48,7 +48,7 @@ def create_app() -> Starlette:
 
     async def item(request: Request) -> JSONResponse:
         cache["hits"] += 1
-        return JSONResponse({"id": request.path_params["item_id"]})
+        return JSONResponse({"id": request.path_params["item_id"]}, headers={"x-pid": str(os.getpid())})
 
     async def health(request: Request) -> PlainTextResponse:
         return PlainTextResponse(f"ok {os.getpid()}")

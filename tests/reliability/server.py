@@ -75,6 +75,7 @@ class Result:
     at: float  # seconds since the load started
     latency: float
     status: int | None  # None: the request failed (connection refused or reset)
+    pid: str | None = None  # the worker that answered
 
 
 @dataclass
@@ -114,11 +115,14 @@ class Load:
                     self._sent += 1
                     path, headers = self.request(n)
                     t0 = time.monotonic()
+                    pid = None
                     try:
-                        status: int | None = (await client.get(path, headers=headers)).status_code
+                        response = await client.get(path, headers=headers)
+                        status: int | None = response.status_code
+                        pid = response.headers.get("x-pid")
                     except httpx.TransportError:
                         status = None
-                    self.results.append(Result(t0 - start, time.monotonic() - t0, status))
+                    self.results.append(Result(t0 - start, time.monotonic() - t0, status, pid))
                     if status is None and self._stopped:
                         return
                     if self.pause:
