@@ -21,7 +21,8 @@ from usage_stats import UsageConfig, UsageStats
 @pytest.hookimpl(tryfirst=True)
 def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
     """Run every `async def` test with anyio's plugin (marked before parametrisation happens)."""
-    if inspect.iscoroutinefunction(obj) and name.startswith("test"):
+    inner = getattr(getattr(obj, "hypothesis", None), "inner_test", obj)  # @given wraps the coroutine
+    if inspect.iscoroutinefunction(inner) and name.startswith("test"):
         pytest.mark.anyio(obj)
 
 
