@@ -302,7 +302,12 @@ class UsageStats:
     async def maintain(self) -> list[date]:
         """Run roll-ups and retention for every day that has ended (by the clock), catching up
         after downtime; returns the days processed. Idempotent, and safe from several processes."""
-        store = self._require_open()
+        self._require_open()
+        return await self._maintain()
+
+    async def _maintain(self) -> list[date]:
+        store = self._store
+        assert store is not None
         assert self._go_live is not None
         now = self._now() - self.grace.total_seconds()
         last_ended = self.calendar.day_of(now) - timedelta(days=1)
@@ -318,7 +323,7 @@ class UsageStats:
         grace = self.grace.total_seconds()
         while True:
             try:
-                await self.maintain()
+                await self._maintain()
             except StoreUnavailableError as exc:
                 logger.warning("usage_stats: maintenance postponed: %s", exc)
             except Exception:

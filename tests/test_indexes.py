@@ -1,0 +1,61 @@
+"""The plans PostgreSQL picks on a large table: tables over recent periods and roll-ups are index-served."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from tests.conftest import StatsFactory
+from usage_stats.db import maintenance, query
+from usage_stats.db.migrations import quote_ident
+
+NOW = datetime(2026, 3, 10, tzinfo=UTC)
+
+
+async def plan(db: asyncpg.Connection, sql: str, *args: object) -> str:
+    lines = await db.fetch("EXPLAIN " + sql, *args)
+    return "\n".join(r[0] for r in lines)
+
+
+@pytest.fixture
+async def big(make_stats: StatsFactory, db: asyncpg.Connection, schema: str) -> str:
+    """300,000 count rows: two years of month rows, 90 days of day rows, 2 days of hourly rows."""
+    async with make_stats():
+        pass  # creates the schema
+    s = quote_ident(schema)
+    await db.execute(
+        f"""INSERT INTO {s}.counts
+            SELECT 3, $1::timestamptz - make_interval(months => m), 'page', 'e' || e, 1
+            FROM generate_series(1, 24) m, generate_series(1, 5000) e;
+            INSERT INTO {s}.counts
+            SELECT 2, $1::timestamptz - make_interval(days => d), 'page', 'e' || e, 1
+            FROM generate_series(1, 30) d, generate_series(1, 5000) e;
+            INSERT INTO {s}.counts
+            SELECT 1, $1::timestamptz - make_interval(hours => h), 'page', 'e' || e, 1
+            FROM generate_series(1, 48) h, generate_series(1, 1000) e;
+            ANALYZE {s}.counts""".replace("$1::timestamptz", f"'{NOW.isoformat()}'::timestamptz")
+    )
+    return s
+
+
+async def test_recent_day_table_uses_the_primary_key(db: asyncpg.Connection, big: str) -> None:
+    sql = query._COUNTS_BY_PERIOD.format(s=big)
+    text = await plan(db, sql, "day", "UTC", [1, 2], NOW - timedelta(days=3), NOW, None)
+    assert "counts_pkey" in text
+    assert "Seq Scan" not in text
+
+
+async def test_month_table_of_a_few_months_uses_the_primary_key(db: asyncpg.Connection, big: str) -> None:
+    sql = query._COUNTS_BY_PERIOD.format(s=big)
+    text = await plan(db, sql, "month", "UTC", [1, 2, 3, 4], NOW - timedelta(days=400), NOW - timedelta(days=300), None)
+    assert "counts_pkey" in text
+    assert "Seq Scan" not in text
+
+
+async def test_rollup_of_old_base_rows_uses_the_primary_key(db: asyncpg.Connection, big: str) -> None:
+    sql = maintenance._ROLL_COUNTS.format(s=big)
+    text = await plan(db, sql, 1, NOW - timedelta(hours=40), 2, "day", "UTC")
+    assert "counts_pkey" in text
+    assert "Seq Scan on counts" not in text
