@@ -21,17 +21,17 @@ async def plan(db: asyncpg.Connection, sql: str, *args: object) -> str:
 
 @pytest.fixture
 async def big(make_stats: StatsFactory, db: asyncpg.Connection, schema: str) -> str:
-    """300,000 count rows: two years of month rows, 90 days of day rows, 2 days of hourly rows."""
+    """120,000 count rows: two years of month rows, 90 days of day rows, 2 days of hourly rows."""
     async with make_stats():
         pass  # creates the schema
     s = quote_ident(schema)
     await db.execute(
         f"""INSERT INTO {s}.counts
             SELECT 3, $1::timestamptz - make_interval(months => m), 'page', 'e' || e, 1
-            FROM generate_series(1, 24) m, generate_series(1, 5000) e;
+            FROM generate_series(1, 24) m, generate_series(1, 2000) e;
             INSERT INTO {s}.counts
             SELECT 2, $1::timestamptz - make_interval(days => d), 'page', 'e' || e, 1
-            FROM generate_series(1, 30) d, generate_series(1, 5000) e;
+            FROM generate_series(1, 30) d, generate_series(1, 2000) e;
             INSERT INTO {s}.counts
             SELECT 1, $1::timestamptz - make_interval(hours => h), 'page', 'e' || e, 1
             FROM generate_series(1, 48) h, generate_series(1, 1000) e;
