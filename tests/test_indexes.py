@@ -56,6 +56,6 @@ async def test_month_table_of_a_few_months_uses_the_primary_key(db: asyncpg.Conn
 
 async def test_rollup_of_old_base_rows_uses_the_primary_key(db: asyncpg.Connection, big: str) -> None:
     sql = maintenance._ROLL_COUNTS.format(s=big)
-    text = await plan(db, sql, 1, NOW - timedelta(hours=40), 2, "day", "UTC")
+    text = await plan(db, sql, 1, NOW - timedelta(hours=46), 2, "day", "UTC")
     assert "counts_pkey" in text
     assert "Seq Scan on counts" not in text
