@@ -149,6 +149,6 @@ async def test_four_workers_count_exactly_and_maintain_as_one(
     assert by_workers["state"] == [(DAY.date(),)]
     distinct = {r[2]: r[3] for r in by_workers["distinct"]}
     assert distinct == {"user": users, "visitor": visitors}
-    assert sum(r[4] for r in by_workers["counts"] if r[2] == "page") == REQUESTS
+    assert sum(int(str(r[4])) for r in by_workers["counts"] if r[2] == "page") == REQUESTS
     assert {r[0] for r in by_workers["counts"]} == {2}  # base rows rolled into the day
     assert await db.fetchval(f"SELECT count(*) FROM \"{schema}\".marks WHERE name = 'go-live'") == 1
