@@ -21,7 +21,7 @@ from starlette.routing import Mount, Route
 
 from tests.conftest import FakeClock, StatsFactory
 from usage_stats import Period, Row, UsageMiddleware, UsageStats, UsageTable
-from usage_stats.dashboard.charts import Series, nice_ceiling, render_chart
+from usage_stats.dashboard.charts import Series, axis_ticks, render_chart
 from usage_stats.dashboard.model import timeline
 from usage_stats.periods import Calendar
 
@@ -276,7 +276,12 @@ def test_chart_bars_gaps_and_marks() -> None:
     assert svg.count('class="bar"') == 3  # 4 slots, one without a value
     assert svg.count('class="mark"') == 1  # the April mark is off the axis
     assert "<title>03: 10 events</title>" in svg
-    assert [nice_ceiling(v) for v in (0, 1, 3, 7, 11, 240, 0.3)] == [1, 1, 5, 10, 20, 250, 0.5]
+    assert axis_ticks(9, whole=True) == [0, 2, 4, 6, 8, 10]
+    assert axis_ticks(170, whole=True) == [0, 50, 100, 150, 200]
+    assert axis_ticks(1, whole=True) == [0, 1]
+    assert axis_ticks(0) == [0, 1]
+    assert axis_ticks(0.3) == pytest.approx([0, 0.1, 0.2, 0.3])
+    assert axis_ticks(2.5) == pytest.approx([0, 0.5, 1, 1.5, 2, 2.5])
 
 
 def test_timeline_is_contiguous_across_dst_and_bounded() -> None:

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 
-__all__ = ["Series", "nice_ceiling", "render_chart"]
+__all__ = ["Series", "axis_ticks", "render_chart"]
 
-WIDTH, HEIGHT = 640, 210
-_LEFT, _RIGHT, _TOP, _BOTTOM = 48, 10, 18, 26
+# Drawn at about this size in the page, so text in the SVG has its CSS size on screen.
+WIDTH, HEIGHT = 560, 200
+_LEFT, _RIGHT, _TOP, _BOTTOM = 44, 8, 20, 24
 _MAX_X_LABELS = 7
-_GRID_LINES = 4
+_MAX_STEPS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,15 +30,19 @@ class Series:
     values: Mapping[datetime, float]
 
 
-def nice_ceiling(value: float) -> float:
-    """The smallest 1, 2, 2.5 or 5 times a power of ten that is at least `value` (1 for nothing)."""
-    if value <= 0:
-        return 1.0
-    power = 10.0 ** math.floor(math.log10(value))
-    for step in (1.0, 2.0, 2.5, 5.0, 10.0):
-        if step * power >= value:
-            return step * power
-    return 10.0 * power  # pragma: no cover - the loop always returns
+def axis_ticks(highest: float, *, whole: bool = False) -> list[float]:
+    """Round values from 0 up to at least `highest`, in at most five equal steps of 1, 2 or 5 times a
+    power of ten (steps of at least 1 for `whole` numbers)."""
+    if highest <= 0:
+        return [0.0, 1.0]
+    power = 10.0 ** math.floor(math.log10(highest / _MAX_STEPS))
+    for step in (power * m for m in (1, 2, 5, 10, 20)):
+        if whole and step < 1:
+            continue
+        steps = math.ceil(highest / step - 1e-9)
+        if steps <= _MAX_STEPS:
+            return [step * i for i in range(steps + 1)]
+    raise AssertionError("unreachable: a step of 20 powers always fits")  # pragma: no cover
 
 
 def render_chart(
@@ -57,18 +62,19 @@ def render_chart(
     plot_w = WIDTH - _LEFT - _RIGHT
     plot_h = HEIGHT - _TOP - _BOTTOM
     step = plot_w / max(slots, 1)
-    top = nice_ceiling(max(series.values.values(), default=0))
+    values = list(series.values.values())
+    ticks = axis_ticks(max(values, default=0), whole=all(float(v).is_integer() for v in values))
+    top = ticks[-1]
     parts = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
         f'aria-label="{escape(series.title)}" data-series="{escape(series.key)}" '
         f'preserveAspectRatio="xMidYMid meet" xmlns="http://www.w3.org/2000/svg">'
     ]
-    for i in range(_GRID_LINES + 1):
-        y = _TOP + plot_h - plot_h * i / _GRID_LINES
+    for tick in ticks:
+        y = _TOP + plot_h - plot_h * tick / top
         parts.append(f'<line class="grid" x1="{_LEFT}" x2="{WIDTH - _RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>')
         parts.append(
-            f'<text class="ytick" x="{_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">'
-            f"{escape(number(top * i / _GRID_LINES))}</text>"
+            f'<text class="ytick" x="{_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(number(tick))}</text>'
         )
     bar_w = max(step * 0.72, 1.0)
     for i in range(slots):

@@ -44,7 +44,7 @@ def _axis_label(period: str, start: datetime) -> str:
 
 
 def _heading(period: str, start: datetime) -> str:
-    return start.strftime("%A %d %B %Y") if period == "day" else start.strftime("%B %Y")
+    return start.strftime("%a %d %b %Y") if period == "day" else start.strftime("%B %Y")
 
 
 def render_page(view: View, base: str) -> str:
@@ -83,7 +83,8 @@ def _header(view: View, base: str) -> str:
     )
     return (
         '<header class="top"><div class="wrap bar">'
-        f'<h1>{_TITLES[view.period]}</h1><nav class="tabs">{tabs}</nav></div></header>'
+        f'<div class="title"><span class="brand">usage_stats</span><h1>{_TITLES[view.period]}</h1></div>'
+        f'<nav class="tabs">{tabs}</nav></div></header>'
     )
 
 
@@ -129,7 +130,11 @@ def _charts(view: View) -> str:
     figures = []
     for series in chart_series(view.table):
         total = sum(v for start, v in series.values.items() if view.bounds and start >= view.bounds[0])
-        caption = f"total {format_value(total)}" if not series.key.startswith("seen:") else ""
+        if series.key.startswith("seen:"):
+            shown = [v for start, v in series.values.items() if view.bounds and start >= view.bounds[0]]
+            caption = f"mean {sum(shown) / len(shown):,.1f}" if shown else ""
+        else:
+            caption = f"total {format_value(total)}"
         svg = render_chart(
             series,
             view.bounds,
