@@ -19,7 +19,7 @@ from .anonymise import AddressCutter, MemoryPseudonyms, keyed_hash
 from .config import UsageConfig
 from .counters import Counters, Pending
 from .db import maintenance, query
-from .db.flush import write_pending
+from .db.flush import cap_period_keys, write_pending
 from .db.store import Store
 from .embedded import start_embedded
 from .errors import StoreUnavailableError, UsageStatsError
@@ -86,6 +86,7 @@ class UsageStats:
         self._counters = Counters(
             self.calendar, self._now, max_keys_per_period=self.config.max_keys_per_period, on_pressure=self._wake
         )
+        self._admitted: dict[int, set[tuple[str, str]]] = {}  # count keys flushed per base period
         self._pseudonyms = MemoryPseudonyms()
         self._salts: dict[date, bytes] | None = {} if self.config.user_ids == "hashed" else None
         self._level = 2 if self.config.base_period == timedelta(days=1) else 1
@@ -232,6 +233,7 @@ class UsageStats:
             taken = self._counters.take()
             if not taken:
                 return
+            cap_period_keys(taken, self._admitted, self.config.max_keys_per_period)
             try:
                 async with store.connection() as conn:
                     result = await write_pending(

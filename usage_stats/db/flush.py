@@ -10,12 +10,12 @@ from datetime import date
 
 import asyncpg
 
-from ..counters import Pending
+from ..counters import OTHER, STATUS, Pending
 from ..periods import utc
 from ..sanitise import clean_name
 from .migrations import LOCK_DAY_END, quote_ident
 
-__all__ = ["FlushResult", "KeyEncoder", "write_pending"]
+__all__ = ["FlushResult", "KeyEncoder", "cap_period_keys", "write_pending"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,26 @@ async def write_pending(
         if counts[0]:
             await conn.execute(_UPSERT_COUNTS.format(s=s), level, *counts)
     return FlushResult(len(counts[0]), len(keys[0]), dropped)
+
+
+def cap_period_keys(pending: Pending, admitted: dict[int, set[tuple[str, str]]], max_keys: int) -> int:
+    """Keep the count keys of each base period within `max_keys` across flushes (the counters cap
+    them only between two flushes): a key new to a period whose quota is used is added to `<other>`
+    of its category. `admitted` remembers each period's keys; only the two newest periods are kept.
+    Returns how many keys were folded into `<other>`."""
+    folded = 0
+    for start, counts in pending.counts.items():
+        known = admitted.setdefault(start, set())
+        for key in [k for k in counts if k not in known and k[0] != STATUS and k[1] != OTHER]:
+            if len(known) < max_keys:
+                known.add(key)
+                continue
+            other = (key[0], OTHER)
+            counts[other] = counts.get(other, 0) + counts.pop(key)
+            folded += 1
+    for start in sorted(admitted)[:-2]:
+        del admitted[start]
+    return folded
 
 
 async def _load_salts(conn: asyncpg.Connection, s: str, days: list[date], cache: dict[date, bytes]) -> None:
