@@ -20,7 +20,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
 from tests.conftest import FakeClock, StatsFactory
-from usage_stats import Period, Row, UsageMiddleware, UsageStats, UsageTable
+from usage_stats import Period, Row, StoreUnavailableError, UsageMiddleware, UsageStats, UsageTable
 from usage_stats.dashboard.charts import Series, axis_ticks, render_chart
 from usage_stats.dashboard.model import timeline
 from usage_stats.periods import Calendar
@@ -260,6 +260,23 @@ async def test_empty_and_bad_filters(make_stats: StatsFactory) -> None:
     assert index.headers["location"] == "/usage/day?category=page"
     assert empty.headers["cache-control"] == "no-store"
     assert "script-src" not in empty.headers["content-security-policy"]  # default-src 'none' forbids scripts
+
+
+async def test_unavailable_statistics_answer_503(make_stats: StatsFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    stats = make_stats()
+    async with client_for(host_app(stats, allow)) as client:
+        not_started = await client.get("/usage/day")
+        async with stats:
+
+            async def outage(*args: object, **kwargs: object) -> UsageTable:
+                raise StoreUnavailableError("connection refused")
+
+            monkeypatch.setattr(stats, "table", outage)
+            down = await client.get("/usage/month.csv")
+    assert not_started.status_code == 503
+    assert "Statistics not running" in not_started.text
+    assert down.status_code == 503
+    assert "Database unavailable" in down.text
 
 
 def test_chart_bars_gaps_and_marks() -> None:

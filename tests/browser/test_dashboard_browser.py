@@ -60,7 +60,7 @@ def example_server(history: None, pg_dsn: str, schema: str, tmp_path: Path) -> I
     recorded, so its go-live is months ago); yields its base URL."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("USAGE_STATS_")}
-    env.update(PORT=str(port), USAGE_STATS_DSN=pg_dsn, USAGE_STATS_SCHEMA=schema, USAGE_STATS_FLUSH_INTERVAL="1")
+    env.update(PORT=str(port), USAGE_STATS_DSN=pg_dsn, USAGE_STATS_SCHEMA=schema, USAGE_STATS_FLUSH_INTERVAL="3600")
     log_path = tmp_path / "example_app.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
@@ -87,7 +87,7 @@ async def history(make_stats: StatsFactory, clock: FakeClock) -> None:
     rng = random.Random(5)
     days = sorted({today - timedelta(days=d) for d in [*range(1, 10), 33, 34, 40, 64, 65, 70, 95, 96]})
     clock.set(days[0] + timedelta(hours=9))
-    async with make_stats(flush_interval=timedelta(seconds=1)) as stats:  # the app's grace for day end
+    async with make_stats(flush_interval=timedelta(hours=1)) as stats:  # as the app: same grace for day end
         for day in days:
             clock.set(day + timedelta(hours=9))
             weekend = day.weekday() >= 5
@@ -157,7 +157,7 @@ async def test_dashboard_in_a_real_browser(
         for method, path in TRAFFIC:
             await client.request(method, path)
         assert (await client.get("/usage/day")).status_code == 403  # signed in, but not the admin
-        await client.get("/stats")  # the example's own page flushes
+        await client.get("/stats")  # the example's own page flushes (the app's interval is an hour)
     tables = await read_tables(pg_dsn, schema)
     today = tables["day"].periods[0]
     assert today.get("page", "/items/{item_id}") is not None
@@ -193,6 +193,14 @@ async def test_dashboard_in_a_real_browser(
             await context.close()
         finally:
             await browser.close()
+    async with httpx.AsyncClient(base_url=example_server) as client:
+        await client.get("/stats")  # flush what the app counted while the browser looked
+    today_after = (await read_tables(pg_dsn, schema))["day"].periods[0]
+    assert not [row for row in today_after.rows if "usage" in row.event]  # the dashboard is never counted
+    assert today_after.get("bad-req", "not-found") is None
+    # /stats flushes before its own request is counted: only the first /stats was added since
+    assert today_after.get("page", "/stats").value == 1  # type: ignore[union-attr]
+    assert today_after.get("status", "2xx").value == today.get("status", "2xx").value + 1  # type: ignore[union-attr]
     assert shots["day"].stat().st_size > 10_000
     target = os.environ.get("USAGE_STATS_SCREENSHOT_DIR")
     if target:

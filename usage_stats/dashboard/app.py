@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from ..errors import StoreUnavailableError
+from ..errors import StoreUnavailableError, UsageStatsError
 from ..sanitise import MAX_NAME
 from .model import VIEWS, load_table, load_view
 from .page import error_page, render_page
@@ -87,11 +87,14 @@ def build_app(stats: UsageStats) -> Starlette:
         return HTMLResponse(error_page(400, "Bad filter", str(exc)), status_code=400, headers=_HEADERS)
 
     async def unavailable(request: Request, exc: Exception) -> Response:
-        message = "The statistics database cannot be reached just now; counts are kept and saved later."
-        return HTMLResponse(error_page(503, "Database unavailable", message), status_code=503, headers=_HEADERS)
+        if isinstance(exc, StoreUnavailableError):
+            title, message = "Database unavailable", "The statistics database cannot be reached just now."
+        else:  # not started, or stopped: the app's lifespan does not run `stats`
+            title, message = "Statistics not running", str(exc)
+        return HTMLResponse(error_page(503, title, message), status_code=503, headers=_HEADERS)
 
     routes = [Route("/", index, methods=["GET"])]
     for period in VIEWS:
         routes.append(Route(f"/{period}", page(period), methods=["GET"]))
         routes.extend(Route(f"/{period}.{fmt}", download(period, fmt), methods=["GET"]) for fmt in _MEDIA)
-    return Starlette(routes=routes, exception_handlers={BadFilter: bad_filter, StoreUnavailableError: unavailable})
+    return Starlette(routes=routes, exception_handlers={BadFilter: bad_filter, UsageStatsError: unavailable})
