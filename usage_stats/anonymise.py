@@ -23,6 +23,8 @@ def cut_address(address: str, v4_bits: int = 24, v6_bits: int = 48) -> str | Non
     except ValueError:
         return None
     if isinstance(ip, ipaddress.IPv6Address):
+        if ip.scope_id is not None:  # zoned (fe80::1%eth0): not a client address we can count
+            return None
         mapped = ip.ipv4_mapped
         if mapped is None:
             return str(ipaddress.IPv6Network((ip, v6_bits), strict=False).network_address)

@@ -44,8 +44,10 @@ class RouteTemplates:
         root = scope.get("root_path", "")
         if isinstance(root, str) and len(root) > len(entry_root_path) and root.startswith(entry_root_path):
             prefix = self._template_prefix(scope, root[len(entry_root_path) :])
-            if _is_mount(route):  # an app mounted without its own routes, like StaticFiles
-                return prefix + "/{path}"
+            if _is_mount(route):
+                if getattr(route, "routes", None):  # a mounted router in which no route matched
+                    return None
+                return prefix + "/{path}"  # an app mounted without its own routes, like StaticFiles
             return prefix + path
         return path
 

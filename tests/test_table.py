@@ -1,0 +1,104 @@
+"""`UsageTable`: ordering, minimum, and the CSV/JSON/dict exports (pure)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from usage_stats import Period, Row, UsageTable
+
+LONDON = ZoneInfo("Europe/London")
+D1 = datetime(2026, 7, 1, tzinfo=LONDON)
+D2 = datetime(2026, 7, 2, tzinfo=LONDON)
+
+
+def sample() -> UsageTable:
+    rows = [
+        (D1, Row("page", "/b", 5)),
+        (D1, Row("page", "/a", 5)),
+        (D1, Row("page", "/c", 9)),
+        (D1, Row("api", "/z", 1)),
+        (D1, Row("status", "2xx", 20)),
+        (D1, Row("seen", "visitor", 3, "distinct")),
+        (D1, Row("seen", "user", 7, "distinct")),
+        (D2, Row("page", "/a", 1)),
+        (D2, Row("api", "<all>", 2, "total")),
+    ]
+    return UsageTable.build("day", rows)
+
+
+def test_periods_newest_first_rows_by_category_value_desc_event() -> None:
+    t = sample()
+    assert [p.start for p in t.periods] == [D2, D1]
+    assert [(r.category, r.event, r.value) for r in t.periods[1].rows] == [
+        ("api", "/z", 1),
+        ("page", "/c", 9),
+        ("page", "/a", 5),
+        ("page", "/b", 5),
+        ("seen", "user", 7),
+        ("seen", "visitor", 3),
+        ("status", "2xx", 20),
+    ]
+    assert [r.event for r in t.periods[0].rows] == ["<all>", "/a"]
+
+
+def test_minimum_drops_rows_and_empty_periods() -> None:
+    rows = [(D1, Row("page", "/a", 5)), (D1, Row("page", "/b", 1)), (D2, Row("page", "/a", 1))]
+    t = UsageTable.build("day", rows, minimum=2)
+    assert len(t.periods) == 1
+    assert t.periods[0].start == D1
+    assert t.periods[0].rows == (Row("page", "/a", 5),)
+    assert UsageTable.build("day", rows, minimum=100).periods == ()
+
+
+def test_period_get_and_total() -> None:
+    t = sample()
+    p = t.periods[1]
+    assert p.get("page", "/c") == Row("page", "/c", 9)
+    assert p.get("seen", "user", "distinct") == Row("seen", "user", 7, "distinct")
+    assert p.get("seen", "user", "average") is None
+    assert p.get("nope", "x") is None
+    assert t.total("page", "/a") == 6
+    assert Period(D1).rows == ()
+
+
+def test_as_dicts() -> None:
+    dicts = sample().as_dicts()
+    assert dicts[0] == {
+        "start": "2026-07-02T00:00:00+01:00",
+        "category": "api",
+        "event": "<all>",
+        "kind": "total",
+        "value": 2,
+    }
+    assert len(dicts) == 9
+    assert {d["kind"] for d in dicts} == {"count", "total", "distinct"}
+
+
+def test_to_json_round_trips() -> None:
+    t = sample()
+    data = json.loads(t.to_json())
+    assert data == {"period": "day", "rows": t.as_dicts()}
+
+
+def test_to_csv_has_a_header_and_every_row() -> None:
+    t = sample()
+    parsed = list(csv.reader(io.StringIO(t.to_csv())))
+    assert parsed[0] == ["start", "category", "event", "kind", "value"]
+    assert parsed[1] == ["2026-07-02T00:00:00+01:00", "api", "<all>", "total", "2"]
+    assert len(parsed) == 10
+
+
+def test_csv_quotes_formula_cells_and_keeps_odd_names_intact() -> None:
+    rows = [(D1, Row("page", "=HYPERLINK(1)", 1)), (D1, Row("page", 'a,"b"\nc', 2)), (D1, Row("page", "-x", 3))]
+    parsed = list(csv.reader(io.StringIO(UsageTable.build("day", rows).to_csv())))
+    events = [r[2] for r in parsed[1:]]
+    assert events == ["'-x", 'a,"b"\nc', "'=HYPERLINK(1)"]
+
+
+def test_average_values_are_floats_in_json() -> None:
+    t = UsageTable.build("month", [(D1, Row("seen", "user", 2.5, "average"))])
+    assert json.loads(t.to_json())["rows"][0]["value"] == 2.5
