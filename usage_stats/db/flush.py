@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 
@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 # (day, kind, value, salt or None) -> the bytes stored as the distinct key
 KeyEncoder = Callable[[date, str, str, bytes | None], bytes]
+
+KEY_CHUNK = 10_000  # distinct keys per INSERT statement
 
 _UPSERT_COUNTS = """
 INSERT INTO {s}.counts AS c (level, start, category, event, value)
@@ -82,12 +84,13 @@ async def write_pending(
             )
         if salts is not None and live_days:
             await _load_salts(conn, s, live_days, salts)
-        keys = _key_arrays(pending, live_days, encode, salts)
-        if keys[0]:
-            await conn.execute(_INSERT_KEYS.format(s=s), *keys)
+        keys = 0
+        for chunk in _key_chunks(pending, live_days, encode, salts):
+            await conn.execute(_INSERT_KEYS.format(s=s), *chunk)
+            keys += len(chunk[0])
         if counts[0]:
             await conn.execute(_UPSERT_COUNTS.format(s=s), level, *counts)
-    return FlushResult(len(counts[0]), len(keys[0]), dropped)
+    return FlushResult(len(counts[0]), keys, dropped)
 
 
 def cap_period_keys(pending: Pending, admitted: dict[int, set[tuple[str, str]]], max_keys: int) -> int:
@@ -138,14 +141,18 @@ def _count_arrays(pending: Pending) -> tuple[list[object], list[str], list[str],
     )
 
 
-def _key_arrays(
+def _key_chunks(
     pending: Pending, days: list[date], encode: KeyEncoder, salts: dict[date, bytes] | None
-) -> tuple[list[date], list[str], list[bytes]]:
-    rows: set[tuple[date, str, bytes]] = set()
-    for day in days:
+) -> Iterator[tuple[list[date], list[str], list[bytes]]]:
+    """The distinct keys to insert, encoded chunk by chunk (a day with a million visitors is neither
+    copied whole nor hashed in one go on the event loop), in the same order in every process (day,
+    category, value before encoding) so that concurrent flushes lock index entries alike."""
+    for day in sorted(days):
         salt = None if salts is None else salts[day]
-        for (kind, category), values in pending.seen[day].items():
+        groups = sorted(pending.seen[day].items(), key=lambda item: (clean_name(item[0][1]), item[0][0]))
+        for (kind, category), values in groups:
             name = clean_name(category)
-            rows.update((day, name, encode(day, kind, value, salt)) for value in values)
-    ordered = sorted(rows)
-    return [r[0] for r in ordered], [r[1] for r in ordered], [r[2] for r in ordered]
+            ordered = sorted(values)
+            for i in range(0, len(ordered), KEY_CHUNK):
+                part = ordered[i : i + KEY_CHUNK]
+                yield [day] * len(part), [name] * len(part), [encode(day, kind, value, salt) for value in part]
