@@ -21,6 +21,8 @@ from .periods import Calendar
 
 __all__ = ["OTHER", "Bucket", "Counters", "Pending", "STATUS"]
 
+_get_ident = threading.get_ident
+
 OTHER = "<other>"
 STATUS = "status"
 CountKey = tuple[str, str]  # (category, event)
@@ -120,10 +122,13 @@ class Counters:
         """Add `n` to the count of (category, event) in the period of `ts` (default: now)."""
         if ts is None:
             ts = self.now()
-        if threading.get_ident() != self.owner:
+        if _get_ident() != self.owner:
             self._inbox.append((ts, "c", category, event, n))
             return
-        counts = self.bucket(ts).counts
+        b = self._bucket
+        if not b.start <= ts < b.end:
+            b = self.bucket(ts)
+        counts = b.counts
         key = (category, event)
         old = counts.get(key)
         if old is None:
@@ -134,20 +139,64 @@ class Counters:
                 old = 0
         counts[key] = old + n
 
+    def request(self, key: CountKey, status: CountKey, seen: SeenKey | None, value: str | None) -> None:
+        """Count one request now: `key` (category, event), `status` (category `status`, never capped)
+        and, unless `seen` is None, the distinct key `value` in group `seen`; one bucket lookup.
+
+        The same as `add(*key)`, `add(*status)` and `seen(*seen, value)` at one instant.
+        """
+        ts = self.now()
+        if _get_ident() != self.owner:
+            inbox = self._inbox
+            inbox.append((ts, "c", key[0], key[1], 1))
+            inbox.append((ts, "c", status[0], status[1], 1))
+            if seen is not None and value is not None:
+                inbox.append((ts, seen[0], seen[1], value, 0))
+            return
+        b = self._bucket
+        if not b.start <= ts < b.end:
+            b = self.bucket(ts)
+        counts = b.counts
+        old = counts.get(key)
+        if old is None:
+            if len(counts) >= self.max_keys and key[0] != STATUS:
+                key = (key[0], OTHER)
+                old = counts.get(key, 0)
+            else:
+                old = 0
+        counts[key] = old + 1
+        old = counts.get(status)
+        if old is None and len(counts) >= self.max_keys and status[0] != STATUS:
+            status = (status[0], OTHER)
+            old = counts.get(status)
+        counts[status] = 1 if old is None else old + 1
+        if seen is None or value is None:
+            return
+        group = b.seen.get(seen)
+        if group is None:
+            group = b.seen[seen] = set()
+        if value not in group:
+            group.add(value)
+            self._new_keys += 1
+            if self._new_keys == self.key_pressure and self.on_pressure is not None:
+                self.on_pressure()
+
     def seen(self, kind: str, category: str, value: str, ts: float | None = None) -> None:
         """Note that key `value` (a user ID or a cut address) was seen today in `category`."""
         if ts is None:
             ts = self.now()
-        if threading.get_ident() != self.owner:
+        if _get_ident() != self.owner:
             self._inbox.append((ts, kind, category, value, 0))
             return
-        seen = self.bucket(ts).seen
+        b = self._bucket
+        if not b.start <= ts < b.end:
+            b = self.bucket(ts)
+        seen = b.seen
         group = seen.get((kind, category))
         if group is None:
             group = seen[(kind, category)] = set()
-        size = len(group)
-        group.add(value)
-        if len(group) != size:
+        if value not in group:
+            group.add(value)
             self._new_keys += 1
             if self._new_keys == self.key_pressure and self.on_pressure is not None:
                 self.on_pressure()
