@@ -1,0 +1,385 @@
+"""Benchmarks 4-7: flush, maintenance, queries and database load, each against a hand-written
+baseline on the same server in the same run.
+
+They use the server of `USAGE_STATS_TEST_DSN` (else `USAGE_STATS_DSN`, else the embedded one), each in
+a schema of its own that is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import asyncpg
+from starlette.routing import Route
+
+from usage_stats import UsageConfig, UsageMiddleware, UsageStats
+from usage_stats.db import maintenance
+from usage_stats.periods import Calendar
+
+from .report import Section
+
+DAY = date(2026, 3, 10)  # the day the recorded traffic happens on
+
+
+class Clock:
+    def __init__(self, at: datetime) -> None:
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+async def _dsn() -> tuple[str, Any]:
+    dsn = os.environ.get("USAGE_STATS_TEST_DSN") or os.environ.get("USAGE_STATS_DSN")
+    if dsn:
+        return dsn, None
+    from usage_stats.embedded import start_embedded
+
+    return await start_embedded()
+
+
+async def _timed(fn: Callable[[], Awaitable[object]]) -> float:
+    start = time.perf_counter()
+    await fn()
+    return time.perf_counter() - start
+
+
+def _stats(dsn: str, schema: str, at: datetime, **overrides: Any) -> UsageStats:
+    config = UsageConfig(dsn=dsn, schema=schema, flush_interval=timedelta(hours=1), **overrides)
+    return UsageStats(config, clock=Clock(at))
+
+
+# -- 4. flush --------------------------------------------------------------------------------------
+
+
+async def _flush_once(dsn: str, schema: str, n: int) -> tuple[float, float]:
+    """(library flush seconds, bare COPY seconds) for n counter keys and n visitor keys."""
+    at = datetime(2026, 3, 10, 12, 30, tzinfo=UTC)
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with _stats(dsn, schema, at, max_keys_per_period=2 * n) as stats:
+            await conn.execute(f'TRUNCATE "{schema}".counts, "{schema}".seen_keys')
+            for i in range(n):
+                stats.count(f"/event/{i}", "page")
+            for i in range(n):
+                stats.seen_visitor(f"{10 + i // 65536}.{i // 256 % 256}.{i % 256}.7")
+            flush = await _timed(stats.flush)
+        # The same rows, prepared in advance, copied into unlogged tables without indexes.
+        await conn.execute(
+            f"""CREATE UNLOGGED TABLE "{schema}".copy_counts
+                    (level smallint, start timestamptz, category text, event text, value bigint);
+                CREATE UNLOGGED TABLE "{schema}".copy_keys (day date, category text, key bytea)"""
+        )
+        counts = [(1, at, "page", f"/event/{i}", 1) for i in range(n)]
+        keys = [(DAY, "visitor", uuid.uuid4().bytes) for _ in range(n)]
+
+        async def copy() -> None:
+            async with conn.transaction():
+                await conn.copy_records_to_table("copy_counts", records=counts, schema_name=schema)
+                await conn.copy_records_to_table("copy_keys", records=keys, schema_name=schema)
+
+        bare = await _timed(copy)
+        await conn.execute(f'DROP TABLE "{schema}".copy_counts, "{schema}".copy_keys')
+    finally:
+        await conn.close()
+    return flush, bare
+
+
+async def flush_bench(dsn: str, schema: str, quick: bool) -> Section:
+    n, rounds = (20_000, 1) if quick else (100_000, 3)
+    section = Section(
+        "4. Flush",
+        f"One flush of {n:,} distinct counter keys and {n:,} distinct visitor keys (hashed scheme) against a "
+        f"bare COPY of the same number of rows into unlogged tables without indexes; median of {rounds}.",
+    )
+    runs = [await _flush_once(dsn, schema, n) for _ in range(rounds)]
+    flush = statistics.median(r[0] for r in runs)
+    bare = statistics.median(r[1] for r in runs)
+    rows = 2 * n
+    section.row("bare COPY", f"{bare:.3f} s ({rows / bare:,.0f} rows/s)", "1.00")
+    section.row(
+        "usage_stats flush()",
+        f"{flush:.3f} s ({rows / flush:,.0f} rows/s)",
+        f"{flush / bare:.2f}x COPY",
+        "≤ 3x",
+        flush <= 3 * bare,
+    )
+    return section
+
+
+# -- 5. maintenance --------------------------------------------------------------------------------
+
+
+async def _populate_day_end(conn: asyncpg.Connection, schema: str, events: int, keys: int) -> None:
+    s = f'"{schema}"'
+    await conn.execute(f"TRUNCATE {s}.counts, {s}.distinct_counts, {s}.seen_keys, {s}.salts")
+    start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)
+    await conn.execute(
+        f"""INSERT INTO {s}.counts (level, start, category, event, value)
+            SELECT 1, $1::timestamptz + h * interval '1 hour', 'page', '/event/' || e, 1 + (e % 7)
+            FROM generate_series(0, 23) h, generate_series(1, $2) e""",
+        start,
+        events,
+    )
+    await conn.execute(
+        f"""INSERT INTO {s}.seen_keys (day, category, key)
+            SELECT $1, CASE WHEN k % 10 = 0 THEN 'user' ELSE 'visitor' END, uuid_send(gen_random_uuid())
+            FROM generate_series(1, $2) k""",
+        DAY,
+        keys,
+    )
+    await conn.execute(f"UPDATE {s}.state SET maintained_through = $1", DAY - timedelta(days=1))
+    await conn.execute(f"VACUUM ANALYZE {s}.counts, {s}.seen_keys")
+
+
+async def _populate_month(conn: asyncpg.Connection, schema: str, events: int) -> date:
+    """31 days of January at day level; returns the day whose processing rolls them up."""
+    s = f'"{schema}"'
+    await conn.execute(f"TRUNCATE {s}.counts, {s}.distinct_counts, {s}.seen_keys, {s}.salts")
+    await conn.execute(
+        f"""INSERT INTO {s}.counts (level, start, category, event, value)
+            SELECT 2, '2026-01-01T00:00Z'::timestamptz + d * interval '1 day', 'page', '/event/' || e, 1 + (e % 7)
+            FROM generate_series(0, 30) d, generate_series(1, $1) e""",
+        events,
+    )
+    process = date(2026, 2, 7)  # its day cut-off (keep_days = 7) is 1 February
+    await conn.execute(f"UPDATE {s}.state SET maintained_through = $1", process - timedelta(days=1))
+    await conn.execute(f"VACUUM ANALYZE {s}.counts")
+    return process
+
+
+_BASE_DAY_END = (
+    """INSERT INTO {s}.distinct_counts (level, start, category, value)
+       SELECT 2, $2, category, count(*) FROM {s}.seen_keys WHERE day = $1 GROUP BY category""",
+    "DELETE FROM {s}.seen_keys WHERE day = $1",
+    """INSERT INTO {s}.counts (level, start, category, event, value)
+       SELECT 2, date_trunc('day', start, 'UTC'), category, event, sum(value) FROM {s}.counts
+       WHERE level = 1 AND start < $1 GROUP BY 2, 3, 4""",
+    "DELETE FROM {s}.counts WHERE level = 1 AND start < $1",
+)
+
+_BASE_MONTH = (
+    """INSERT INTO {s}.counts (level, start, category, event, value)
+       SELECT 3, date_trunc('month', start, 'UTC'), category, event, sum(value) FROM {s}.counts
+       WHERE level = 2 AND start < $1 GROUP BY 2, 3, 4""",
+    "DELETE FROM {s}.counts WHERE level = 2 AND start < $1",
+)
+
+
+_DAY_END = maintenance.Retention(0, 7, 3, 24)  # base rows of the day closed roll up at once
+_MONTH = maintenance.Retention(1, 7, 3, 24)
+_MONTH_CUT = datetime(2026, 2, 1, tzinfo=UTC)
+
+
+async def maintenance_bench(dsn: str, schema: str, quick: bool) -> Section:
+    events, keys, rounds = (2_000, 20_000, 1) if quick else (10_000, 100_000, 2)
+    section = Section(
+        "5. Maintenance",
+        f"Day-end: 24 hourly periods x {events:,} events and {keys:,} distinct keys. Month roll-up: 31 days x "
+        f"{events:,} events. Each against hand-written `INSERT ... SELECT ... GROUP BY` + `DELETE` in one "
+        f"transaction on identical data; median of {rounds}. The library runs its whole day-end (every roll-up "
+        "and retention step).",
+    )
+    calendar = Calendar(UsageConfig().zone, timedelta(hours=1))
+    conn = await asyncpg.connect(dsn)
+    s = f'"{schema}"'
+    try:
+        async with _stats(dsn, schema, datetime(2026, 1, 1, tzinfo=UTC)):
+            pass  # creates the tables
+        day_start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)
+        next_day = day_start + timedelta(days=1)
+        lib_day, base_day, lib_month, base_month = [], [], [], []
+        for _ in range(rounds):
+            await _populate_day_end(conn, schema, events, keys)
+
+            async def base() -> None:
+                args = [(DAY, day_start), (DAY,), (next_day,), (next_day,)]
+                async with conn.transaction():
+                    for sql, params in zip(_BASE_DAY_END, args, strict=True):
+                        await conn.execute(sql.format(s=s), *params)
+
+            base_day.append(await _timed(base))
+            await _populate_day_end(conn, schema, events, keys)
+            lib_day.append(
+                await _timed(
+                    lambda: maintenance.maintain(conn, schema, calendar, _DAY_END, last_ended=DAY, first_day=DAY)
+                )
+            )
+            process = await _populate_month(conn, schema, events)
+
+            async def base_m() -> None:
+                async with conn.transaction():
+                    for sql in _BASE_MONTH:
+                        await conn.execute(sql.format(s=s), _MONTH_CUT)
+
+            base_month.append(await _timed(base_m))
+            await _populate_month(conn, schema, events)
+            lib_month.append(
+                await _timed(
+                    lambda p=process: maintenance.maintain(conn, schema, calendar, _MONTH, last_ended=p, first_day=p)
+                )
+            )
+    finally:
+        await conn.close()
+    for title, lib, base_t, rows in (
+        ("day-end", lib_day, base_day, 24 * events + keys),
+        ("month roll-up", lib_month, base_month, 31 * events),
+    ):
+        lt, bt = statistics.median(lib), statistics.median(base_t)
+        section.row(f"{title}: hand-written SQL", f"{bt:.3f} s ({rows / bt:,.0f} rows/s)", "1.00")
+        section.row(
+            f"{title}: usage_stats maintain()",
+            f"{lt:.3f} s ({rows / lt:,.0f} rows/s)",
+            f"{lt / bt:.2f}x hand-written",
+            "≤ 2x",
+            lt <= 2 * bt,
+        )
+    return section
+
+
+# -- 6. queries ------------------------------------------------------------------------------------
+
+
+async def queries_bench(dsn: str, schema: str, quick: bool) -> Section:
+    events, rounds = (1_000, 3) if quick else (5_000, 5)
+    section = Section(
+        "6. Queries",
+        f"table('month') over 24 months x {events:,} events (month rows) and table('day') over 90 days x "
+        f"{events:,} events (day rows), against `SELECT count(*)` over the same rows; medians of {rounds}. "
+        "table() includes fetching the rows and building the UsageTable in Python.",
+    )
+    s = f'"{schema}"'
+    now = datetime(2026, 12, 15, 12, tzinfo=UTC)
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with _stats(dsn, schema, now) as stats:
+            await conn.execute(f"TRUNCATE {s}.counts")
+            await conn.execute(
+                f"""INSERT INTO {s}.counts (level, start, category, event, value)
+                    SELECT 3, '2025-01-01T00:00Z'::timestamptz + m * interval '1 month', 'page', '/event/' || e,
+                           1 + e % 9
+                    FROM generate_series(0, 23) m, generate_series(1, $1) e""",
+                events,
+            )
+            await conn.execute(
+                f"""INSERT INTO {s}.counts (level, start, category, event, value)
+                    SELECT 2, '2026-09-01T00:00Z'::timestamptz + d * interval '1 day', 'page', '/event/' || e,
+                           1 + e % 9
+                    FROM generate_series(0, 89) d, generate_series(1, $1) e""",
+                events,
+            )
+            await conn.execute(f"VACUUM ANALYZE {s}.counts")
+            month_lo, month_hi = datetime(2025, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)
+            day_lo, day_hi = datetime(2026, 9, 1, tzinfo=UTC), datetime(2026, 11, 30, tzinfo=UTC)
+            cases = [
+                ("month", 3, month_lo, month_hi, 24 * events, datetime(2025, 1, 1, tzinfo=UTC), None),
+                ("day", 2, day_lo, day_hi, 90 * events, day_lo, day_hi),
+            ]
+            for period, level, lo, hi, rows, start, end in cases:
+                lib, base = [], []
+                for _ in range(rounds):
+                    base.append(
+                        await _timed(
+                            lambda lv=level, a=lo, b=hi: conn.fetchval(
+                                f"SELECT count(*) FROM {s}.counts WHERE level = $1 AND start >= $2 AND start < $3",
+                                lv,
+                                a,
+                                b,
+                            )
+                        )
+                    )
+                    lib.append(await _timed(lambda p=period, a=start, b=end: stats.table(p, start=a, end=b)))
+                lt, bt = statistics.median(lib), statistics.median(base)
+                section.row(f"SELECT count(*) over the {rows:,} {period} rows", f"{bt * 1e3:.1f} ms", "1.00")
+                section.row(
+                    f'table("{period}")', f"{lt * 1e3:.1f} ms", f"{lt / bt:.1f}x count(*)", "< 10x", lt < 10 * bt
+                )
+    finally:
+        await conn.close()
+    return section
+
+
+# -- 7. database load vs traffic -----------------------------------------------------------------
+
+
+async def load_bench(dsn: str, schema: str, quick: bool) -> Section:
+    sizes = (1_000, 10_000, 100_000) if quick else (1_000, 10_000, 100_000, 1_000_000)
+    section = Section(
+        "7. Database load vs traffic",
+        "Requests through UsageMiddleware (around a minimal router with 50 routes, 1,000 client addresses) "
+        "between two flushes, spread over two hourly base periods; rows written by the flush. Bound: "
+        "50 routes x periods spanned, plus the status classes.",
+    )
+    routes = [Route(f"/r{i}/items/{{item_id}}", lambda r: None) for i in range(50)]
+    start_msg = {"type": "http.response.start", "status": 200, "headers": []}
+    body_msg = {"type": "http.response.body", "body": b"ok"}
+
+    async def router(scope: Any, receive: Any, send: Any) -> None:
+        scope["route"] = routes[scope["n"] % 50]
+        await send(start_msg)
+        await send(body_msg)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request"}
+
+    async def send(message: Any) -> None:
+        pass
+
+    t0 = datetime(2026, 3, 10, 11, 30, tzinfo=UTC)
+    clock = Clock(t0)
+    config = UsageConfig(dsn=dsn, schema=schema, flush_interval=timedelta(hours=1))
+    async with UsageStats(config, clock=clock) as stats:
+        app = UsageMiddleware(router, stats=stats)
+        addresses = [f"198.51.{i % 250}.{i // 250 + 1}" for i in range(1_000)]
+        for n in sizes:
+            clock.at = t0
+            step = timedelta(hours=1) / n
+            for i in range(n):
+                scope = {"type": "http", "path": "/", "root_path": "", "client": (addresses[i % 1_000], 1), "n": i}
+                await app(scope, receive, send)
+                if i % 64 == 0:
+                    clock.at = t0 + step * i
+            pending = stats.pending
+            rows = sum(len(c) for c in pending.counts.values())
+            periods = len(pending.counts)
+            keys = pending.total_keys
+            await stats.flush()
+            bound = 50 * periods + 5 * periods
+            section.row(
+                f"{n:,} requests",
+                f"{rows} counter rows, {keys} distinct keys written",
+                f"{rows / n:.4f} rows/request",
+                f"≤ {bound} (50 x {periods} periods + status)",
+                rows <= bound,
+            )
+    return section
+
+
+async def _all(quick: bool) -> list[Section]:
+    dsn, server = await _dsn()
+    sections = []
+    try:
+        for bench in (flush_bench, maintenance_bench, queries_bench, load_bench):
+            schema = "bench_" + uuid.uuid4().hex[:10]
+            try:
+                sections.append(await bench(dsn, schema, quick))
+            finally:
+                conn = await asyncpg.connect(dsn)
+                try:
+                    await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+                finally:
+                    await conn.close()
+    finally:
+        del server
+    return sections
+
+
+def run(quick: bool = False) -> list[Section]:
+    return asyncio.run(_all(quick))
