@@ -351,3 +351,61 @@ async def test_table_arguments(make_stats: StatsFactory, clock: FakeClock) -> No
         big = await stats.table(minimum=2)
         assert big.periods == ()
         assert UsageConfig().schema == "usage"
+
+
+async def test_counts_on_a_dst_change_day_stay_in_their_local_hour_and_day(
+    make_stats: StatsFactory, clock: FakeClock
+) -> None:
+    zone = ZoneInfo("Europe/London")
+    clock.set(datetime(2026, 3, 29, 0, 30, tzinfo=UTC))  # 00:30 GMT, half an hour before clocks go forward
+    async with make_stats(timezone="Europe/London") as stats:
+        stats.count("/a", "page")
+        clock.advance(hours=1)  # 01:30 UTC = 02:30 BST: the 01:00 hour does not exist locally
+        stats.count("/a", "page")
+        stats.count("/a", "page")
+        clock.set(datetime(2026, 3, 29, 23, 30, tzinfo=UTC))  # 00:30 BST on the 30th
+        stats.count("/a", "page")
+        await stats.flush()
+        base = await stats.table("base")
+        day = await stats.table("day")
+    assert [(p.start, p.rows[0].value) for p in base.periods] == [
+        (datetime(2026, 3, 30, 0, tzinfo=zone), 1),
+        (datetime(2026, 3, 29, 2, tzinfo=zone), 2),
+        (datetime(2026, 3, 29, 0, tzinfo=zone), 1),
+    ]
+    assert [(p.start, p.rows[0].value) for p in day.periods] == [
+        (datetime(2026, 3, 30, tzinfo=zone), 1),
+        (datetime(2026, 3, 29, tzinfo=zone), 3),
+    ]
+
+
+async def test_an_app_served_on_an_event_loop_in_another_thread(
+    make_config: Any, db: asyncpg.Connection, schema: str
+) -> None:
+    # As under Starlette's TestClient: the UsageStats is made in one thread, and the app with its
+    # lifespan runs on an event loop in another; every count must be saved at shutdown.
+    stats = UsageStats(make_config())
+    app = FastAPI(lifespan=stats.lifespan)
+
+    @app.get("/things/{thing}")
+    def thing(thing: str) -> dict[str, str]:
+        stats.count("lookup", "business")
+        return {"thing": thing}
+
+    app.add_middleware(UsageMiddleware, stats=stats)
+
+    async def serve() -> None:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app, client=("192.0.2.9", 1))
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                for name in ("a", "b", "c"):
+                    assert (await client.get(f"/things/{name}")).json() == {"thing": name}
+                stats.count("direct", "business")
+
+    await anyio.to_thread.run_sync(anyio.run, serve)
+    assert await stored(db, schema) == {
+        ("page", "/things/{thing}"): 3,
+        ("business", "lookup"): 3,
+        ("business", "direct"): 1,
+        ("status", "2xx"): 3,
+    }
