@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -409,3 +411,30 @@ async def test_an_app_served_on_an_event_loop_in_another_thread(
         ("business", "direct"): 1,
         ("status", "2xx"): 3,
     }
+
+
+async def test_a_flush_cancelled_after_its_commit_does_not_count_twice(
+    make_stats: StatsFactory, db: asyncpg.Connection, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Shutdown cancels a periodic flush wherever it is. Releasing a pooled connection takes a round
+    # trip (asyncpg resets it), so a flush can be cancelled after its transaction committed: the
+    # counts it wrote must not be given back and written again.
+    async with make_stats() as stats:
+        store = stats._store
+        assert store is not None
+        real = store.connection
+
+        @asynccontextmanager
+        async def slow_release() -> AsyncIterator[asyncpg.Connection]:
+            async with real() as conn:
+                yield conn
+                await anyio.sleep(5)  # committed; the release is slow
+
+        stats.add("/", "page", 3)
+        monkeypatch.setattr(store, "connection", slow_release)
+        with anyio.move_on_after(0.5):
+            await stats.flush()
+        monkeypatch.setattr(store, "connection", real)
+        assert await stored(db, schema) == {("page", "/"): 3}
+        await stats.flush()
+    assert await stored(db, schema) == {("page", "/"): 3}

@@ -234,6 +234,7 @@ class UsageStats:
             if not taken:
                 return
             cap_period_keys(taken, self._admitted, self.config.max_keys_per_period)
+            result = None
             try:
                 async with store.connection() as conn:
                     result = await write_pending(
@@ -245,8 +246,9 @@ class UsageStats:
                         salts=self._salts,
                     )
             except BaseException:
-                self._counters.restore(taken)
-                raise
+                if result is None:  # not committed: keep the counts for the next flush
+                    self._counters.restore(taken)
+                raise  # committed, then cancelled or failed while releasing the connection
             logger.debug("usage_stats: flushed %d count rows and %d keys", result.count_rows, result.keys)
 
     async def _call_before_flush(self) -> None:
