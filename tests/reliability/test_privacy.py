@@ -24,10 +24,10 @@ START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 DAYS = 31
 
 
-def _pg_dump() -> str:
-    """Debian's postgresql-client, else the one in the embedded server's wheel."""
+def _pg_dump(dsn: str) -> str:
+    """Debian's postgresql-client, or the one in the embedded server's wheel (a newer PostgreSQL)."""
     found = shutil.which("pg_dump")
-    if found:
+    if found and "host=/" not in dsn:
         return found
     import pgserver
 
@@ -35,7 +35,7 @@ def _pg_dump() -> str:
 
 
 def _dump(dsn: str, schema: str) -> str:
-    command = [_pg_dump(), "--no-owner", "-n", schema, "-d", dsn]
+    command = [_pg_dump(dsn), "--no-owner", "-n", schema, "-d", dsn]
     return subprocess.run(command, check=True, capture_output=True, text=True, timeout=60).stdout
 
 
