@@ -37,7 +37,6 @@ async def run(app: ASGIApp, path: str, method: str = "GET", root_path: str = "")
         "headers": [(b"host", b"testserver")],
         "client": ("192.0.2.1", 1234),
         "server": ("testserver", 80),
-        "app": app,
     }
     status = 0
     received = False
@@ -162,3 +161,10 @@ async def test_an_outer_root_path_is_not_part_of_the_template() -> None:
     app = Starlette(routes=[Route("/users/{user_id}", ok), Mount("/api", routes=[Route("/x/{y}", ok)])])
     assert await run(app, "/prefix/users/7", root_path="/prefix") == ("/users/{user_id}", 200)
     assert await run(app, "/prefix/api/x/1", root_path="/prefix") == ("/api/x/{y}", 200)
+
+
+async def test_a_bare_router_with_a_parameterised_mount() -> None:
+    # No Starlette app around it, so no scope["app"]: the mount template must still be found.
+    router = Router(routes=[Mount("/orgs/{org}", routes=[Route("/repos/{repo}", ok)])])
+    scope_app = await run(router, "/orgs/secret-org/repos/r1")
+    assert scope_app == ("/orgs/{org}/repos/{repo}", 200)

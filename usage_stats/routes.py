@@ -56,7 +56,7 @@ class RouteTemplates:
         if cached is not None:
             return cached
         if self._mounts is None:
-            self._mounts = _parameterised_mounts(scope.get("app"))
+            self._mounts = _parameterised_mounts(scope.get("app") or scope.get("router"))  # a bare Router: no app
         prefix = raw
         for pattern, template in self._mounts:
             if pattern.fullmatch(raw):
