@@ -529,3 +529,63 @@ async def test_responses_are_byte_identical_with_and_without_the_middleware(
     assert counts[("bad-req", "not-found")] == 1
     assert counts[("status", "2xx")] == 3
     assert counts[("status", "4xx")] == 2
+
+
+async def test_one_router_mounted_or_included_twice_keeps_both_templates(make_stats: StatsFactory) -> None:
+    shared = [Route("/items/{item_id}", ok)]
+    star = Starlette(routes=[Mount("/a", routes=shared), Mount("/b", routes=shared), Route("/items/{item_id}", ok)])
+    fast = FastAPI()
+    router = APIRouter()
+
+    @router.get("/things/{thing_id}")
+    async def thing(thing_id: str) -> dict[str, str]:
+        return {"id": thing_id}
+
+    fast.include_router(router, prefix="/v1")
+    fast.include_router(router, prefix="/v2")
+    async with make_stats() as stats:
+        star.add_middleware(UsageMiddleware, stats=stats)
+        fast.add_middleware(UsageMiddleware, stats=stats)
+        async with client(star) as c:
+            for path in ("/a/items/1", "/b/items/2", "/items/3", "/a/items/4", "/b/items/5", "/items/6"):
+                assert (await c.get(path)).status_code == 200
+        async with client(fast) as c:
+            for path in ("/v1/things/1", "/v2/things/2", "/v1/things/3", "/v2/things/4"):
+                assert (await c.get(path)).status_code == 200
+        counts = await recorded(stats)
+    assert counts == {
+        ("page", "/a/items/{item_id}"): 2,
+        ("page", "/b/items/{item_id}"): 2,
+        ("page", "/items/{item_id}"): 2,
+        ("page", "/v1/things/{thing_id}"): 2,
+        ("page", "/v2/things/{thing_id}"): 2,
+        ("status", "2xx"): 10,
+        ("seen", "visitor"): 1,
+    }
+
+
+async def test_the_same_request_twice_counts_twice_on_the_fast_path(make_stats: StatsFactory) -> None:
+    # Repeated requests take a cached path in the middleware: users, visitors, statuses and
+    # callables must give the same counts there as on the first request.
+    async with make_stats() as stats:
+        app = Starlette(routes=[Route("/users/{user_id}", ok), Route("/boom", boom)])
+        app.add_middleware(AuthenticationMiddleware, backend=HeaderAuth())
+        app.add_middleware(UsageMiddleware, stats=stats)
+        async with client(app, "198.51.100.1", raise_app_exceptions=False) as c:
+            for i in range(3):
+                await c.get("/users/x", headers={"x-user": f"user{i % 2}"})
+                await c.get("/users/x")
+                await c.get("/boom")
+                await c.head("/users/x")
+        async with client(app, "203.0.113.1") as c:
+            await c.get("/users/x")
+            await c.get("/users/x")
+        counts = await recorded(stats)
+    assert counts == {
+        ("page", "/users/{user_id}"): 11,
+        ("page", "/boom"): 3,
+        ("status", "2xx"): 11,
+        ("status", "5xx"): 3,
+        ("seen", "user"): 2,
+        ("seen", "visitor"): 2,
+    }
