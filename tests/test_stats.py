@@ -438,3 +438,30 @@ async def test_a_flush_cancelled_after_its_commit_does_not_count_twice(
         assert await stored(db, schema) == {("page", "/"): 3}
         await stats.flush()
     assert await stored(db, schema) == {("page", "/"): 3}
+
+
+async def test_the_periodic_flush_logs_a_failure_and_retries(
+    make_stats: StatsFactory, db: asyncpg.Connection, schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls = 0
+    reached: dict[int, anyio.Event] = {n: anyio.Event() for n in (3, 6)}
+
+    def hook(stats: UsageStats) -> None:  # runs before each flush attempt
+        nonlocal calls
+        calls += 1
+        if calls in reached:
+            reached[calls].set()
+
+    with caplog.at_level(logging.WARNING, logger="usage_stats"):
+        async with make_stats(flush_interval=timedelta(milliseconds=50), before_flush=hook) as stats:
+            await db.execute(f'ALTER TABLE "{schema}".counts RENAME TO counts_away')
+            stats.add("/", "page", 2)
+            with anyio.fail_after(20):
+                await reached[3].wait()  # at least two attempts failed
+                assert "flush failed" in caplog.text
+                await db.execute(f'ALTER TABLE "{schema}".counts_away RENAME TO counts')
+                await reached[6].wait()
+            assert await stored(db, schema) == {("page", "/"): 2}
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR and "flush failed" in r.getMessage()]
+    assert len(errors) == 1  # logged once, not at every retry
+    assert "succeeded again" in caplog.text
