@@ -139,13 +139,18 @@ async def test_a_failed_flush_keeps_the_counts(make_stats: StatsFactory, db: asy
     assert table.periods[0].get("seen", "user", "distinct").value == 1  # type: ignore[union-attr]
 
 
-async def test_start_against_a_closed_port_raises_and_closes(make_config: Any) -> None:
+async def test_start_against_a_closed_port_raises_and_closes(
+    make_config: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     with anyio.fail_after(30):
         # Port 1 on loopback: nothing listens there.
-        stats = UsageStats(make_config(dsn="postgresql://postgres@127.0.0.1:1/postgres"))
+        stats = UsageStats(make_config(dsn="postgresql://postgres:s3cr3t-pw@127.0.0.1:1/postgres"))
         with pytest.raises(StoreUnavailableError) as info:
             await stats.start()
     assert "127.0.0.1" in str(info.value)
+    assert "s3cr3t-pw" not in str(info.value)
+    assert "s3cr3t-pw" not in repr(stats) + repr(stats.config) + caplog.text
     with pytest.raises(UsageStatsError):
         await stats.start()
     with pytest.raises(UsageStatsError):
