@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import anyio
 import pytest
 
 from tests.conftest import FakeClock, StatsFactory
@@ -103,3 +104,21 @@ async def test_users_and_visitors_with_the_same_text_stay_apart(make_stats: Stat
         stats.seen_user("v", category="visitor")  # even in one seen category
         stats.seen_visitor("192.0.2.9")
         assert await distinct(stats) == {(D1, "user"): 1, (D1, "visitor"): 2}
+
+
+@pytest.mark.parametrize("scheme", ["hashed", "database"])
+async def test_two_workers_flushing_at_the_same_time_are_exact(make_stats: StatsFactory, scheme: str) -> None:
+    async with make_stats(user_ids=scheme) as one, make_stats(user_ids=scheme) as two:
+        for _ in range(5):
+            for worker, offset in ((one, 0), (two, 100)):
+                for i in range(200):
+                    worker.seen_user(f"user{offset + i}")  # users 100..199 are seen by both
+                    worker.count(f"/page{i % 20}", "page")
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(one.flush)
+                tg.start_soon(two.flush)
+        table = await two.table("day")
+    day = table.periods[0]
+    assert day.get("seen", "user", "distinct").value == 300  # type: ignore[union-attr]
+    assert table.total("page", "/page0") == 5 * 2 * 10
+    assert sum(r.value for r in day.rows if r.category == "page") == 5 * 2 * 200
