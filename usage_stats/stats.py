@@ -167,14 +167,22 @@ class UsageStats:
             self._state = _State.CLOSED
             return
         self._state = _State.CLOSED
+        timeout = self.config.shutdown_timeout.total_seconds()
+        deadline = anyio.current_time() + timeout
         if self._task_group is not None:
+            # A flush in progress may finish (within the timeout) rather than be cancelled mid-commit,
+            # after which nobody could tell whether its counts were saved: saving them again could double them.
+            locked = False
+            with anyio.CancelScope(shield=True), anyio.move_on_after(timeout):
+                await self._flush_lock.acquire()
+                locked = True
             self._task_group.cancel_scope.cancel()
+            if locked:
+                self._flush_lock.release()
             await self._task_group.__aexit__(None, None, None)
             self._task_group = None
-        timeout = self.config.shutdown_timeout.total_seconds()
         with anyio.CancelScope(shield=True):
-            deadline = anyio.current_time() + timeout
-            with anyio.move_on_after(timeout) as scope:
+            with anyio.move_on_after(max(deadline - anyio.current_time(), 0.0)) as scope:
                 try:
                     await self._flush_now()
                 except StoreUnavailableError as exc:
