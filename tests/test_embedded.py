@@ -6,6 +6,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import anyio
 import pytest
 
 from tests.conftest import FakeClock
@@ -29,8 +30,12 @@ async def test_no_dsn_starts_the_embedded_server_in_the_data_dir(
     day = table.periods[0]
     assert day.get("page", "/").value == 1  # type: ignore[union-attr]
     assert day.get("seen", "user", "distinct").value == 1  # type: ignore[union-attr]
-    async with UsageStats(config, clock=clock) as again:  # the data survives a restart
-        assert (await again.table("day")).periods[0].get("page", "/").value == 1  # type: ignore[union-attr]
+    try:
+        async with UsageStats(config, clock=clock) as again:  # the data survives a restart
+            assert (await again.table("day")).periods[0].get("page", "/").value == 1  # type: ignore[union-attr]
+    finally:
+        # Stop this test's server now rather than at interpreter exit, when its folder may be gone.
+        await anyio.to_thread.run_sync(stats._embedded.cleanup)
 
 
 @pytest.mark.embedded

@@ -470,3 +470,22 @@ async def test_the_periodic_flush_logs_a_failure_and_retries(
     errors = [r for r in caplog.records if r.levelno == logging.ERROR and "flush failed" in r.getMessage()]
     assert len(errors) == 1  # logged once, not at every retry
     assert "succeeded again" in caplog.text
+
+
+async def test_maintenance_never_closes_a_day_over_this_process_own_unsaved_keys(
+    make_stats: StatsFactory, clock: FakeClock
+) -> None:
+    # The users of 10 March are still in memory when the day is closed (the clock jumped, or the
+    # database was away across midnight): this process saves them first, so they are counted.
+    clock.set(datetime(2026, 3, 10, 23, 50, tzinfo=UTC))
+    async with make_stats() as stats:
+        stats.seen_user("late-evening")
+        stats.count("/", "page")
+        clock.set(datetime(2026, 3, 11, 12, 0, tzinfo=UTC))
+        await stats.maintain()  # (the background maintenance may have closed the day already)
+        await stats.flush()
+        table = await stats.table("day")
+    assert [(p.start.date(), r.event, r.value, r.kind) for p in table.periods for r in p.rows] == [
+        (date(2026, 3, 10), "/", 1, "count"),
+        (date(2026, 3, 10), "user", 1, "distinct"),
+    ]

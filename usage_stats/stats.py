@@ -288,6 +288,7 @@ class UsageStats:
             with anyio.move_on_after(delay):
                 await self._flush_wanted.wait()
             self._flush_wanted = anyio.Event()
+            started = anyio.current_time()
             try:
                 await self._flush_now()
             except StoreUnavailableError as exc:
@@ -302,6 +303,9 @@ class UsageStats:
                 continue
             if failures:
                 logger.warning("usage_stats: flush succeeded again after %d failed attempts", failures)
+            took = anyio.current_time() - started
+            if took > max(interval, 5.0):  # a database that hangs rather than refuses is said once, too
+                logger.warning("usage_stats: a flush took %.1f s; is the database slow or unreachable?", took)
             delay, failures = interval, 0
 
     # -- maintenance -------------------------------------------------------------------------------
@@ -323,6 +327,7 @@ class UsageStats:
         assert self._go_live is not None
         now = self._now() - self.grace.total_seconds()
         last_ended = self.calendar.day_of(now) - timedelta(days=1)
+        await self._flush_keys_through(last_ended)
         retention = maintenance.Retention(
             self.config.keep_base_days, self.config.keep_days, self.config.keep_event_months, self.config.keep_months
         )
@@ -330,6 +335,15 @@ class UsageStats:
             return await maintenance.maintain(
                 conn, self.config.schema, self.calendar, retention, last_ended=last_ended, first_day=self._go_live
             )
+
+    async def _flush_keys_through(self, last_ended: date) -> None:
+        """Save this process's own distinct keys of days about to be closed, so that maintenance
+        never drops keys that were recorded in time (after a clock jump or an outage at midnight)."""
+        async with self._flush_lock:
+            pass  # a flush in progress finishes first
+        self._counters.drain()
+        if any(day <= last_ended and any(seen.values()) for day, seen in self._counters.peek().seen.items()):
+            await self._flush_now()
 
     async def _maintain_loop(self) -> None:
         grace = self.grace.total_seconds()
