@@ -109,3 +109,23 @@ def test_slots_tile_a_day(minutes: int) -> None:
         assert slot.end > t
         t = slot.end
     assert t == end
+
+
+@pytest.mark.parametrize("minutes", [60, 1440])
+def test_a_day_whose_midnight_does_not_exist(minutes: int) -> None:
+    # Chile moves its clocks forward at midnight: 6 September 2026 begins at 01:00 local time.
+    zone = ZoneInfo("America/Santiago")
+    cal = Calendar(zone, timedelta(minutes=minutes))
+    day = date(2026, 9, 6)
+    start = cal.day_start(day)
+    assert (start.hour, start.minute) == (1, 0)
+    assert cal.day_of(start.timestamp()) == day
+    assert cal.day_of(start.timestamp() - 1) == day - timedelta(days=1)
+    end = cal.day_start_ts(day + timedelta(days=1))
+    assert end - start.timestamp() == 23 * 3600
+    t = cal.day_start_ts(day)
+    while t < end:
+        slot = cal.slot(t)
+        assert (slot.start, slot.day) == (t, day)
+        t = slot.end
+    assert t == end
