@@ -589,3 +589,17 @@ async def test_the_same_request_twice_counts_twice_on_the_fast_path(make_stats: 
         ("seen", "user"): 2,
         ("seen", "visitor"): 2,
     }
+
+
+async def test_exclude_applies_to_app_paths_behind_a_root_path(make_stats: StatsFactory) -> None:
+    # uvicorn --root-path /shop: the path arrives with the prefix, the app's routes are without it.
+    async with make_stats() as stats:
+        mw = UsageMiddleware(
+            Starlette(routes=[Route("/health", ok), Route("/", ok)]), stats=stats, exclude=("/health",)
+        )
+        for path in ("/shop/health", "/shop/", "/shop/health/deep"):
+            scope = http_scope(path)
+            scope["root_path"] = "/shop"
+            await mw(scope, _receive, _discard)
+        counts = await recorded(stats)
+    assert counts == {("page", "/"): 1, ("status", "2xx"): 1, ("seen", "visitor"): 1}

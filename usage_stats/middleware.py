@@ -82,6 +82,9 @@ class UsageMiddleware:
             return
         if self.exclude:
             path = scope.get("path", "")
+            root = scope.get("root_path", "")
+            if root and isinstance(path, str) and path.startswith(root):  # the app's own path, as routes see it
+                path = path[len(root) :]
             if isinstance(path, str) and path.startswith(self.exclude):
                 await self.app(scope, receive, send)
                 return
