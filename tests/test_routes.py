@@ -168,3 +168,10 @@ async def test_a_bare_router_with_a_parameterised_mount() -> None:
     router = Router(routes=[Mount("/orgs/{org}", routes=[Route("/repos/{repo}", ok)])])
     scope_app = await run(router, "/orgs/secret-org/repos/r1")
     assert scope_app == ("/orgs/{org}/repos/{repo}", 200)
+
+
+async def test_fastapi_behind_a_root_path() -> None:
+    app = fastapi_app()
+    assert await run(app, "/prefix/items/3", root_path="/prefix") == ("/items/{item_id}", 200)
+    assert await run(app, "/prefix/api/v1/users/u", root_path="/prefix") == ("/api/v1/users/{user_id}", 200)
+    assert await run(app, "/prefix/legacy/things/t", root_path="/prefix") == ("/legacy/things/{thing}", 200)
