@@ -489,3 +489,12 @@ async def test_maintenance_never_closes_a_day_over_this_process_own_unsaved_keys
         (date(2026, 3, 10), "/", 1, "count"),
         (date(2026, 3, 10), "user", 1, "distinct"),
     ]
+
+
+async def test_mark_names_are_stored_safely(make_stats: StatsFactory) -> None:
+    # A NUL or an unpaired surrogate is not a reason to report the database as unavailable.
+    async with make_stats() as stats:
+        await stats.mark("deploy\x00v2", category="re\ud800lease")
+        await stats.mark("x" * 500)
+        marks = await stats.marks()
+    assert [(m.name, m.category) for m in marks[1:]] == [("deployv2", "re?lease"), ("x" * 200, "timeline")]

@@ -25,6 +25,7 @@ from .embedded import start_embedded
 from .errors import StoreUnavailableError, UsageStatsError
 from .periods import Calendar, utc
 from .report import build_table
+from .sanitise import clean_name
 from .table import Mark, UsageTable
 
 if TYPE_CHECKING:
@@ -364,7 +365,7 @@ class UsageStats:
         """Record a named point in time (a deploy, a campaign...) at the clock's now."""
         store = self._require_open()
         async with store.connection() as conn:
-            await query.add_mark(conn, self.config.schema, name, category, utc(self._now()))
+            await query.add_mark(conn, self.config.schema, clean_name(name), clean_name(category), utc(self._now()))
 
     async def marks(self) -> list[Mark]:
         """Every mark, oldest first, with `at` in the configured time zone."""
