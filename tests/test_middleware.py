@@ -253,7 +253,7 @@ class HeaderAuth(AuthenticationBackend):
         return (AuthCredentials(["authenticated"]), SimpleUser(name)) if name else None
 
 
-async def test_scope_user_from_authentication_middleware_counts_users_by_display_name(
+async def test_scope_user_from_authentication_middleware_counts_users(
     make_stats: StatsFactory, db: asyncpg.Connection, schema: str
 ) -> None:
     async with make_stats(user_ids="database") as stats:
@@ -603,3 +603,36 @@ async def test_exclude_applies_to_app_paths_behind_a_root_path(make_stats: Stats
             await mw(scope, _receive, _discard)
         counts = await recorded(stats)
     assert counts == {("page", "/"): 1, ("status", "2xx"): 1, ("seen", "visitor"): 1}
+
+
+async def test_a_user_without_identity_counts_by_display_name(
+    make_stats: StatsFactory, db: asyncpg.Connection, schema: str
+) -> None:
+    class NamedUser(BaseUser):  # BaseUser.identity raises NotImplementedError
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        @property
+        def is_authenticated(self) -> bool:
+            return True
+
+        @property
+        def display_name(self) -> str:
+            return self.name
+
+    class NamedAuth(AuthenticationBackend):
+        async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
+            name = conn.headers.get("x-user")
+            return (AuthCredentials(["authenticated"]), NamedUser(name)) if name else None
+
+    async with make_stats(user_ids="database") as stats:
+        app = Starlette(routes=[Route("/", ok)])
+        app.add_middleware(AuthenticationMiddleware, backend=NamedAuth())
+        app.add_middleware(UsageMiddleware, stats=stats)
+        async with client(app) as c:
+            for name in ("carol", "dave", "carol"):
+                await c.get("/", headers={"x-user": name})
+        counts = await recorded(stats)
+        keys = await db.fetch(f'SELECT key FROM "{schema}".seen_keys ORDER BY key')
+    assert counts == {("page", "/"): 3, ("status", "2xx"): 3, ("seen", "user"): 2}
+    assert [bytes(k["key"]) for k in keys] == [b"carol", b"dave"]
