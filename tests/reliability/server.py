@@ -87,6 +87,7 @@ class Load:
     concurrency: int = 4
     max_requests: int = 20_000
     pause: float = 0.0
+    keepalive: bool = True  # False: a new connection per request (spread over the workers by the kernel)
     results: list[Result] = field(default_factory=list)
     started: float = 0.0  # time.monotonic() when the load started
     _stopped: bool = False
@@ -106,7 +107,8 @@ class Load:
     async def run(self, duration: float) -> None:
         """Send requests for at most `duration` seconds (or until `stop()` or `max_requests`)."""
         start = self.started = time.monotonic()
-        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        keep = self.concurrency if self.keepalive else 0
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=keep)
         async with httpx.AsyncClient(base_url=self.url, limits=limits, timeout=10.0) as client:
 
             async def one_client() -> None:
