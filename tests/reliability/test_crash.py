@@ -60,8 +60,11 @@ async def test_sigkill_loses_at_most_the_last_flush_and_restarts_clean(
     print(f"\nSIGKILL: {answered} answered, {stored[PAGE]} stored, {lost} lost ({recent} answered in the last 1 s)")
     # Each flush is one transaction: the page, status and before_flush counts of a flush go in together.
     assert stored[PAGE] == stored[("status", "2xx")] == stored[(CACHE_CATEGORY, CACHE_EVENT)]
-    assert 0 <= lost <= recent
-    assert stored[PAGE] <= 300 + len(load.results)  # never doubled
+    # Lost: at most what was answered since the last flush or two. A request answered as the process died
+    # may be stored without its answer reaching the client, so the stored total can exceed the answered one,
+    # never the requests sent (nothing is doubled).
+    assert lost <= recent
+    assert stored[PAGE] <= 300 + len(load.results)
 
     # The next start is clean: no migration to redo, the same go-live mark, counting resumes exactly.
     server = UvicornProcess(tmp_path / "second.log", env)
