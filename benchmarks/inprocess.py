@@ -8,6 +8,7 @@ app's time in the same round. Figures are medians over the rounds.
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import statistics
 import time
@@ -37,15 +38,18 @@ async def _batch(app: Any, scopes: list[dict[str, Any]]) -> float:
 
 
 async def _measure(kind: str, rounds: int, batch: int) -> dict[str, list[float]]:
-    apps = {v: build(kind, v)[0] for v in VARIANTS}
     scopes = traffic(batch)
-    for app in apps.values():  # warm up: build middleware stacks, fill caches
-        await _batch(app, scopes)
     times: dict[str, list[float]] = {v: [] for v in VARIANTS}
     rng = random.Random(7)
     for _ in range(rounds):
+        # Fresh app instances every round: two instances of the very same app can differ by several
+        # µs per request (memory layout), so one instance per variant for the whole run would bias it.
         order = list(VARIANTS)
         rng.shuffle(order)
+        apps = {v: build(kind, v)[0] for v in order}
+        for v in order:
+            await _batch(apps[v], scopes)  # build the middleware stack, fill caches (repeat visitors)
+        gc.collect()
         for v in order:
             times[v].append(await _batch(apps[v], scopes))
     return times
