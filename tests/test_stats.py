@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -498,3 +499,13 @@ async def test_mark_names_are_stored_safely(make_stats: StatsFactory) -> None:
         await stats.mark("x" * 500)
         marks = await stats.marks()
     assert [(m.name, m.category) for m in marks[1:]] == [("deployv2", "re?lease"), ("x" * 200, "timeline")]
+
+
+async def test_start_and_stop_may_run_in_different_tasks(
+    make_stats: StatsFactory, db: asyncpg.Connection, schema: str
+) -> None:
+    stats = make_stats()
+    await asyncio.wait_for(stats.start(), 30)  # on Python 3.11 this runs start() in a task of its own
+    stats.count("/x", "page")
+    await asyncio.wait_for(stats.stop(), 30)
+    assert await db.fetchval(f'SELECT value FROM "{schema}".counts WHERE event = $1', "/x") == 1

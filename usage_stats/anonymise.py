@@ -7,7 +7,7 @@ import ipaddress
 import secrets
 from datetime import date
 
-__all__ = ["AddressCutter", "MemoryPseudonyms", "cut_address", "keyed_hash"]
+__all__ = ["AddressCutter", "KeyEncoder", "MemoryPseudonyms", "cut_address", "keyed_hash"]
 
 _CACHE_LIMIT = 65_536
 
@@ -93,3 +93,24 @@ class MemoryPseudonyms:
         """The stand-in for a visitor's network on `day`: a hash with a daily in-memory key."""
         self._for_day(day)
         return keyed_hash(self._salt, "v", network)
+
+
+class KeyEncoder:
+    """Turns a distinct key (a user ID or a cut address) into the bytes stored for its day.
+
+    `hashed`: a keyed hash with the day's salt (shared by every process through the database);
+    `memory`: a random stand-in held in this process; `database`: the text itself.
+    """
+
+    def __init__(self, scheme: str) -> None:
+        self.scheme = scheme
+        self._pseudonyms = MemoryPseudonyms()
+
+    def __call__(self, day: date, kind: str, value: str, salt: bytes | None) -> bytes:
+        if self.scheme == "hashed":
+            if salt is None:
+                raise ValueError("the hashed scheme needs the day's salt")
+            return keyed_hash(salt, kind, value)
+        if self.scheme == "memory":
+            return self._pseudonyms.user(day, value) if kind == "u" else self._pseudonyms.visitor(day, value)
+        return value.encode("utf-8", "replace")

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 from .config import UsageConfig
 from .db import query
-from .errors import UsageStatsError
 from .periods import Calendar
 from .report import build_table
 from .table import Mark, UsageTable
@@ -57,7 +56,10 @@ class Reader:
     ) -> UsageTable:
         """The table `UsageStats.table()` would return at `now` (which decides today, for averages)."""
         if period not in PERIODS:
-            raise UsageStatsError(f"period must be one of {', '.join(PERIODS)}, not {period!r}")
+            raise ValueError(f"period must be one of {', '.join(PERIODS)}, not {period!r}")
+        for name, value in (("start", start), ("end", end)):
+            if value is not None and value.tzinfo is None:
+                raise ValueError(f"{name} must be an aware datetime")
         cal = self.calendar
         schema = self.config.schema
         lo = cal.period_ceil(period, start) if start is not None else _EPOCH

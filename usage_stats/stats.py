@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import Enum
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
-from anyio.abc import TaskGroup
 
-from .anonymise import AddressCutter, MemoryPseudonyms, keyed_hash
+from .anonymise import AddressCutter, KeyEncoder
 from .config import UsageConfig
 from .counters import Counters, Pending
 from .db import maintenance, query
@@ -24,7 +24,7 @@ from .db.store import Store
 from .embedded import start_embedded
 from .errors import StoreUnavailableError, UsageStatsError
 from .periods import Calendar, utc
-from .report import build_table
+from .reader import Reader
 from .sanitise import clean_name
 from .table import Mark, UsageTable
 
@@ -34,10 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["BeforeFlush", "Clock", "UsageStats"]
 
 logger = logging.getLogger(__name__)
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_FOREVER = datetime(9999, 12, 1, tzinfo=UTC)
-_PERIODS = ("base", "day", "month")
 
 
 class Clock(Protocol):
@@ -88,13 +84,13 @@ class UsageStats:
             self.calendar, self._now, max_keys_per_period=self.config.max_keys_per_period, on_pressure=self._wake
         )
         self._admitted: dict[int, set[tuple[str, str]]] = {}  # count keys flushed per base period
-        self._pseudonyms = MemoryPseudonyms()
+        self._encode_key = KeyEncoder(self.config.user_ids)
         self._salts: dict[date, bytes] | None = {} if self.config.user_ids == "hashed" else None
         self._level = 2 if self.config.base_period == timedelta(days=1) else 1
         self._state = _State.UNOPENED
         self._store: Store | None = None
         self._embedded: Any = None
-        self._task_group: TaskGroup | None = None
+        self._background: asyncio.Task[None] | None = None
         self._flush_lock = anyio.Lock()
         self._flush_wanted = anyio.Event()
         self._go_live: date | None = None
@@ -149,10 +145,9 @@ class UsageStats:
                 at = await query.go_live(conn, self.config.schema, utc(self._now()))
             self._go_live = self.calendar.day_of(at.timestamp())
             self._counters.bind_to_current_thread()
-            self._task_group = anyio.create_task_group()
-            await self._task_group.__aenter__()
-            self._task_group.start_soon(self._flush_loop, name="usage_stats flush")
-            self._task_group.start_soon(self._maintain_loop, name="usage_stats maintenance")
+            # Background work runs in a task of its own (not in the caller's), so that start() and
+            # stop() may be awaited from different tasks, as wait_for() and some servers do.
+            self._background = asyncio.get_running_loop().create_task(self._run_background(), name="usage_stats")
         except BaseException:
             self._state = _State.CLOSED
             if self._store is not None:
@@ -170,18 +165,19 @@ class UsageStats:
         self._state = _State.CLOSED
         timeout = self.config.shutdown_timeout.total_seconds()
         deadline = anyio.current_time() + timeout
-        if self._task_group is not None:
+        if self._background is not None:
             # A flush in progress may finish (within the timeout) rather than be cancelled mid-commit,
             # after which nobody could tell whether its counts were saved: saving them again could double them.
             locked = False
             with anyio.CancelScope(shield=True), anyio.move_on_after(timeout):
                 await self._flush_lock.acquire()
                 locked = True
-            self._task_group.cancel_scope.cancel()
+            self._background.cancel()
             if locked:
                 self._flush_lock.release()
-            await self._task_group.__aexit__(None, None, None)
-            self._task_group = None
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait([self._background])  # awaits the cancelled task without raising
+            self._background = None
         with anyio.CancelScope(shield=True):
             with anyio.move_on_after(max(deadline - anyio.current_time(), 0.0)) as scope:
                 try:
@@ -202,6 +198,11 @@ class UsageStats:
             assert self._store is not None
             # Closing is part of the bounded shutdown: connections stuck on a hung server are terminated.
             await self._store.close(grace=max(deadline - anyio.current_time(), 0.5))
+
+    async def _run_background(self) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._flush_loop, name="usage_stats flush")
+            tg.start_soon(self._maintain_loop, name="usage_stats maintenance")
 
     async def __aenter__(self) -> UsageStats:
         await self.start()
@@ -269,15 +270,6 @@ class UsageStats:
                 await outcome
         except Exception:
             logger.exception("usage_stats: before_flush raised; flushing anyway")
-
-    def _encode_key(self, day: date, kind: str, value: str, salt: bytes | None) -> bytes:
-        scheme = self.config.user_ids
-        if scheme == "hashed":
-            assert salt is not None
-            return keyed_hash(salt, kind, value)
-        if scheme == "memory":
-            return self._pseudonyms.user(day, value) if kind == "u" else self._pseudonyms.visitor(day, value)
-        return value.encode("utf-8", "replace")
 
     def _wake(self) -> None:
         self._flush_wanted.set()
@@ -385,37 +377,13 @@ class UsageStats:
     ) -> UsageTable:
         """The aggregated table of every `period` ("day", "month" or "base") whose start is in
         [start, end), current incomplete periods included; rolled-up and recent rows merged."""
-        if period not in _PERIODS:
-            raise ValueError(f"period must be one of {', '.join(_PERIODS)}, not {period!r}")
-        for name, value in (("start", start), ("end", end)):
-            if value is not None and value.tzinfo is None:
-                raise ValueError(f"{name} must be an aware datetime")
         if isinstance(categories, str):
             categories = [categories]
         store = self._require_open()
-        cal = self.calendar
-        lo = cal.period_ceil(period, start) if start is not None else _EPOCH
-        hi = cal.period_ceil(period, end) if end is not None else _FOREVER
-        levels = {"base": [self._level], "day": [1, 2], "month": [1, 2, 3, 4]}[period]
-        schema = self.config.schema
         async with store.connection() as conn:
-            counts = await query.count_rows(
-                conn, schema, period=period, zone=cal.zone.key, levels=levels, lo=lo, hi=hi, categories=categories
+            return await Reader(conn, self.config).table(
+                period, now=self.now, start=start, end=end, minimum=minimum, categories=categories
             )
-            stored, live = await query.distinct_rows(
-                conn, schema, lo=lo, hi=hi, lo_day=cal.day_of(lo.timestamp()), hi_day=cal.day_of(hi.timestamp())
-            )
-        return build_table(
-            period,
-            cal,
-            counts,
-            stored,
-            live,
-            go_live=self._go_live,
-            today=cal.day_of(self._now()),
-            minimum=minimum,
-            categories=categories,
-        )
 
     # -- helpers -------------------------------------------------------------------------------------
 
