@@ -59,9 +59,7 @@ def pg_dsn(request: pytest.FixtureRequest) -> str:
     return str(request.getfixturevalue("embedded_dsn"))
 
 
-@pytest.fixture
-async def schema(pg_dsn: str) -> AsyncIterator[str]:
-    """A fresh schema name for this test, dropped afterwards."""
+async def _fresh_schema(pg_dsn: str) -> AsyncIterator[str]:
     name = "t_" + uuid.uuid4().hex[:12]
     yield name
     conn = await asyncpg.connect(pg_dsn)
@@ -69,6 +67,35 @@ async def schema(pg_dsn: str) -> AsyncIterator[str]:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def schema(pg_dsn: str) -> AsyncIterator[str]:
+    """A fresh schema name for this test, dropped afterwards."""
+    async for name in _fresh_schema(pg_dsn):
+        yield name
+
+
+@pytest.fixture
+async def second_schema(pg_dsn: str) -> AsyncIterator[str]:
+    """Another fresh schema, for comparing two runs side by side."""
+    async for name in _fresh_schema(pg_dsn):
+        yield name
+
+
+async def stored_state(conn: asyncpg.Connection, schema: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Everything flushes and maintenance leave in `schema`, comparable across schemas (salt and key bytes left out)."""
+    s = f'"{schema}"'
+    return {
+        "counts": [tuple(r) for r in await conn.fetch(f"SELECT * FROM {s}.counts ORDER BY 1, 2, 3, 4")],
+        "distinct": [tuple(r) for r in await conn.fetch(f"SELECT * FROM {s}.distinct_counts ORDER BY 1, 2, 3")],
+        "keys": [
+            tuple(r)
+            for r in await conn.fetch(f"SELECT day, category, count(*) FROM {s}.seen_keys GROUP BY 1, 2 ORDER BY 1, 2")
+        ],
+        "salts": [tuple(r) for r in await conn.fetch(f"SELECT day FROM {s}.salts ORDER BY 1")],
+        "state": [tuple(r) for r in await conn.fetch(f"SELECT maintained_through FROM {s}.state")],
+    }
 
 
 class FakeClock:

@@ -3,8 +3,7 @@ averages, catch-up, concurrency and DST. Time is driven by the test clock."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -13,19 +12,8 @@ import anyio
 import asyncpg
 import pytest
 
-from tests.conftest import FakeClock, StatsFactory
+from tests.conftest import FakeClock, StatsFactory, stored_state
 from usage_stats import UsageConfig, UsageStats
-
-
-async def rows(db: asyncpg.Connection, schema: str) -> dict[str, list[tuple[Any, ...]]]:
-    """Everything maintenance produces, in a comparable form (salts and key bytes left out)."""
-    s = f'"{schema}"'
-    return {
-        "counts": [tuple(r) for r in await db.fetch(f"SELECT * FROM {s}.counts ORDER BY 1, 2, 3, 4")],
-        "distinct": [tuple(r) for r in await db.fetch(f"SELECT * FROM {s}.distinct_counts ORDER BY 1, 2, 3")],
-        "keys": [tuple(r) for r in await db.fetch(f"SELECT day, category, count(*) FROM {s}.seen_keys GROUP BY 1, 2")],
-        "state": [tuple(r) for r in await db.fetch(f"SELECT maintained_through FROM {s}.state")],
-    }
 
 
 async def day_end(stats: UsageStats, clock: FakeClock) -> list[date]:
@@ -160,17 +148,6 @@ async def test_no_average_without_a_live_day(make_stats: StatsFactory, clock: Fa
         assert all(r.kind != "average" for p in table.periods for r in p.rows)
 
 
-@pytest.fixture
-async def second_schema(pg_dsn: str) -> AsyncIterator[str]:
-    name = "t_" + uuid.uuid4().hex[:12]
-    yield name
-    conn = await asyncpg.connect(pg_dsn)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-    finally:
-        await conn.close()
-
-
 def traffic(stats: UsageStats, day_index: int) -> None:
     for n in range(day_index % 5 + 1):
         stats.add(f"/e{n}", "page" if n % 2 else "api", n + day_index)
@@ -198,7 +175,7 @@ async def test_catch_up_after_40_days_equals_daily_runs(
         catch_up_clock.set(daily_clock.now)
         processed = await late.maintain()
         assert len(processed) == 45
-    assert await rows(db, schema) == await rows(db, second_schema)
+    assert await stored_state(db, schema) == await stored_state(db, second_schema)
 
 
 async def test_four_concurrent_maintain_calls_equal_one(
@@ -223,7 +200,7 @@ async def test_four_concurrent_maintain_calls_equal_one(
             for stats in workers:
                 tg.start_soon(run, stats)
         assert sorted(d for r in results for d in r) == sorted(set(d for r in results for d in r))  # each day once
-    assert await rows(db, schema) == await rows(db, second_schema)
+    assert await stored_state(db, schema) == await stored_state(db, second_schema)
 
 
 @pytest.mark.parametrize(

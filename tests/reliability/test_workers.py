@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import ipaddress
 import time
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import anyio.to_thread
 import asyncpg
 import pytest
 
-from tests.conftest import FakeClock, StatsFactory
+from tests.conftest import FakeClock, StatsFactory, stored_state
 
 from .app import CACHE_CATEGORY, CACHE_EVENT
 from .server import Load, UvicornProcess, stored_counts
@@ -58,34 +56,12 @@ def _env(schema: str, pg_dsn: str, scheme: str, at: datetime) -> dict[str, str]:
     }
 
 
-async def _rows(conn: asyncpg.Connection, schema: str) -> dict[str, list[tuple[object, ...]]]:
-    s = f'"{schema}"'
-    return {
-        "counts": [tuple(r) for r in await conn.fetch(f"SELECT * FROM {s}.counts ORDER BY 1, 2, 3, 4")],
-        "distinct": [tuple(r) for r in await conn.fetch(f"SELECT * FROM {s}.distinct_counts ORDER BY 1, 2, 3")],
-        "keys": [tuple(r) for r in await conn.fetch(f"SELECT day, category FROM {s}.seen_keys")],
-        "salts": [tuple(r) for r in await conn.fetch(f"SELECT day FROM {s}.salts")],
-        "state": [tuple(r) for r in await conn.fetch(f"SELECT maintained_through FROM {s}.state")],
-    }
-
-
-@pytest.fixture
-async def other_schema(pg_dsn: str) -> AsyncIterator[str]:
-    name = "t_" + uuid.uuid4().hex[:12]
-    yield name
-    conn = await asyncpg.connect(pg_dsn)
-    try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-    finally:
-        await conn.close()
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("scheme", ["hashed", "database"])
 async def test_four_workers_count_exactly_and_maintain_as_one(
     pg_dsn: str,
     schema: str,
-    other_schema: str,
+    second_schema: str,
     scheme: str,
     tmp_path: Path,
     make_stats: StatsFactory,
@@ -121,9 +97,9 @@ async def test_four_workers_count_exactly_and_maintain_as_one(
     # The same data in a second schema, maintained by one process.
     clock.set(DAY + timedelta(hours=12))
     same = {"user_ids": scheme, "keep_base_days": 0, "flush_interval": timedelta(seconds=0.5)}
-    async with make_stats(schema=other_schema, **same) as one:
+    async with make_stats(schema=second_schema, **same) as one:
         for table in ("counts", "seen_keys", "salts"):
-            await db.execute(f'INSERT INTO "{other_schema}".{table} SELECT * FROM "{schema}".{table}')
+            await db.execute(f'INSERT INTO "{second_schema}".{table} SELECT * FROM "{schema}".{table}')
         clock.set(DAY + timedelta(days=1, minutes=20))
         assert await one.maintain() == [DAY.date()]
 
@@ -139,7 +115,7 @@ async def test_four_workers_count_exactly_and_maintain_as_one(
         await anyio.to_thread.run_sync(server.stop)
     finally:
         server.close()
-    by_workers, by_one = await _rows(db, schema), await _rows(db, other_schema)
+    by_workers, by_one = await stored_state(db, schema), await stored_state(db, second_schema)
     print(
         f"\n4 workers ({len(pids)} answered), {scheme}: {REQUESTS} requests, {users} users, {visitors} visitors, "
         f"shutdown {shutdown:.2f} s"
