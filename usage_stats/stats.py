@@ -284,15 +284,14 @@ class UsageStats:
             started = anyio.current_time()
             try:
                 await self._flush_now()
-            except StoreUnavailableError as exc:
+            except Exception as exc:
                 failures += 1
                 delay = min(interval * 2**failures, max(interval, 30.0))
-                if failures == 1:
-                    logger.error("usage_stats: flush failed, counts kept in memory, retrying: %s", exc)
-                continue
-            except Exception:
-                logger.exception("usage_stats: flush failed unexpectedly; counts kept in memory")
-                failures += 1
+                if failures == 1:  # said once per outage, not once per attempt
+                    if isinstance(exc, StoreUnavailableError):
+                        logger.error("usage_stats: flush failed, counts kept in memory, retrying: %s", exc)
+                    else:
+                        logger.exception("usage_stats: flush failed unexpectedly; counts kept in memory, retrying")
                 continue
             if failures:
                 logger.warning("usage_stats: flush succeeded again after %d failed attempts", failures)
