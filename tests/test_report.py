@@ -1,0 +1,70 @@
+"""Building tables from stored rows: live days for averages, kinds, merged levels (pure)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from usage_stats.periods import Calendar
+from usage_stats.report import build_table, live_days
+
+
+@pytest.mark.parametrize(
+    ("month", "go_live", "today", "days"),
+    [
+        (date(2026, 2, 1), date(2025, 1, 1), date(2026, 5, 1), 28),  # a full past month
+        (date(2024, 2, 1), date(2023, 1, 1), date(2026, 5, 1), 29),  # leap year
+        (date(2026, 2, 1), date(2026, 2, 20), date(2026, 5, 1), 9),  # go-live month: 20..28 Feb
+        (date(2026, 5, 1), date(2025, 1, 1), date(2026, 5, 14), 13),  # current month: up to yesterday
+        (date(2026, 5, 1), date(2025, 1, 1), date(2026, 5, 1), 0),  # first day of the month: none yet
+        (date(2026, 5, 1), date(2026, 5, 10), date(2026, 5, 14), 4),  # live since the 10th, today excluded
+        (date(2026, 4, 1), None, date(2026, 5, 14), 0),  # no go-live mark: no average
+        (date(2026, 6, 1), date(2025, 1, 1), date(2026, 5, 14), 0),  # a month in the future
+    ],
+)
+def test_live_days(month: date, go_live: date | None, today: date, days: int) -> None:
+    assert live_days(month, go_live, today) == days
+
+
+def test_month_table_merges_levels_and_averages_distinct_counts() -> None:
+    cal = Calendar(ZoneInfo("Europe/Paris"), timedelta(hours=1))
+    march = cal.day_start(date(2026, 3, 1))
+    counts = [
+        (march, "page", "/a", 0, 5),  # level 1-3 rows summed per month by the query
+        (march, "page", "<all>", 1, 7),  # a category total (level 4)
+    ]
+    stored = [(cal.day_start(date(2026, 3, 2)), "user", 2, 10), (march, "user", 3, 20)]
+    live = [(date(2026, 3, 30), "user", 4), (date(2026, 3, 31), "user", 99)]  # today's keys are left out
+    table = build_table(
+        "month", cal, counts, stored, live, go_live=date(2026, 3, 1), today=date(2026, 3, 31), minimum=0
+    )
+    (period,) = table.periods
+    assert period.start == datetime(2026, 3, 1, tzinfo=ZoneInfo("Europe/Paris"))
+    assert [(r.category, r.event, r.kind) for r in period.rows] == [
+        ("page", "<all>", "total"),
+        ("page", "/a", "count"),
+        ("seen", "user", "average"),
+    ]
+    assert period.rows[2].value == pytest.approx((10 + 20 + 4) / 30)
+
+
+def test_day_table_shows_distinct_rows_and_filters_seen() -> None:
+    cal = Calendar(ZoneInfo("UTC"), timedelta(hours=1))
+    day = datetime(2026, 3, 2, tzinfo=UTC)
+    stored = [(day, "visitor", 2, 3)]
+    live = [(date(2026, 3, 3), "visitor", 5)]
+    table = build_table("day", cal, [], stored, live, go_live=None, today=date(2026, 3, 3))
+    assert [(p.start.date(), p.rows[0].value, p.rows[0].kind) for p in table.periods] == [
+        (date(2026, 3, 3), 5, "distinct"),
+        (date(2026, 3, 2), 3, "distinct"),
+    ]
+    only_pages = build_table("day", cal, [], stored, live, go_live=None, today=date(2026, 3, 3), categories=["page"])
+    assert only_pages.periods == ()
+    assert (
+        build_table("day", cal, [], stored, live, go_live=None, today=date(2026, 3, 3), minimum=4).total(
+            "seen", "visitor"
+        )
+        == 5
+    )
