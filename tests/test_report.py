@@ -31,9 +31,17 @@ def test_live_days(month: date, go_live: date | None, today: date, days: int) ->
 def test_month_table_merges_levels_and_averages_distinct_counts() -> None:
     cal = Calendar(ZoneInfo("Europe/Paris"), timedelta(hours=1))
     march = cal.day_start(date(2026, 3, 1))
+    # stored month rows ("/a", a category total) and rows of days not rolled up yet ("/a" again,
+    # "/b"), which the table sums per event
     counts = [
-        (march, "page", "/a", 0, 5),  # level 1-3 rows summed per month by the query
-        (march, "page", "<all>", 1, 7),  # a category total (level 4)
+        (
+            march,
+            ["page", "page", "page", "page"],
+            ["/a", "<all>", "/a", "/b"],
+            [False, True, False, False],
+            [5, 7, 2, 1],
+            True,
+        )
     ]
     stored = [(cal.day_start(date(2026, 3, 2)), "user", 2, 10), (march, "user", 3, 20)]
     live = [(date(2026, 3, 30), "user", 4), (date(2026, 3, 31), "user", 99)]  # today's keys are left out
@@ -42,12 +50,13 @@ def test_month_table_merges_levels_and_averages_distinct_counts() -> None:
     )
     (period,) = table.periods
     assert period.start == datetime(2026, 3, 1, tzinfo=ZoneInfo("Europe/Paris"))
-    assert [(r.category, r.event, r.kind) for r in period.rows] == [
-        ("page", "<all>", "total"),
-        ("page", "/a", "count"),
-        ("seen", "user", "average"),
+    assert [(r.category, r.event, r.kind, r.value) for r in period.rows[:3]] == [
+        ("page", "/a", "count", 7),  # value descending, then event: "/" sorts before "<"
+        ("page", "<all>", "total", 7),
+        ("page", "/b", "count", 1),
     ]
-    assert period.rows[2].value == pytest.approx((10 + 20 + 4) / 30)
+    assert period.rows[3][:3] == ("seen", "user", 34 / 30)
+    assert period.rows[3].value == pytest.approx((10 + 20 + 4) / 30)
 
 
 def test_day_table_shows_distinct_rows_and_filters_seen() -> None:

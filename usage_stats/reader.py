@@ -24,7 +24,8 @@ __all__ = ["PERIODS", "Reader"]
 PERIODS = ("day", "month", "base")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FOREVER = datetime(9999, 12, 1, tzinfo=UTC)
-_LEVELS = {"day": [1, 2], "month": [1, 2, 3, 4]}
+# Per table: the levels stored at its granularity, and the finer levels summed into it.
+_LEVELS = {"day": ([2], [1]), "month": ([3, 4], [1, 2])}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +66,18 @@ class Reader:
         lo = cal.period_ceil(period, start) if start is not None else _EPOCH
         hi = cal.period_ceil(period, end) if end is not None else _FOREVER
         base_level = 2 if self.config.base_period.total_seconds() == 86400 else 1
-        levels = _LEVELS.get(period, [base_level])
+        levels, finer = _LEVELS.get(period, ([base_level], []))
         go_live = next((m.at for m in await self.marks() if m.name == "go-live"), None)
         counts = await query.count_rows(
-            self.conn, schema, period=period, zone=cal.zone.key, levels=levels, lo=lo, hi=hi, categories=categories
+            self.conn,
+            schema,
+            period=period,
+            zone=cal.zone.key,
+            levels=levels,
+            finer_levels=finer,
+            lo=lo,
+            hi=hi,
+            categories=categories,
         )
         stored, live = await query.distinct_rows(
             self.conn, schema, lo=lo, hi=hi, lo_day=cal.day_of(lo.timestamp()), hi_day=cal.day_of(hi.timestamp())

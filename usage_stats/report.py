@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 
+from .db.query import PeriodCounts
 from .periods import Calendar, add_months, month_of
 from .table import ALL, SEEN, Row, UsageTable
 
@@ -24,7 +25,7 @@ def live_days(month: date, go_live: date | None, today: date) -> int:
 def build_table(
     period: str,
     calendar: Calendar,
-    counts: Iterable[tuple[datetime, str, str, int, int]],
+    counts: Iterable[PeriodCounts],
     stored_distinct: Iterable[tuple[datetime, str, int, int]],
     live_keys: Iterable[tuple[date, str, int]],
     *,
@@ -34,22 +35,48 @@ def build_table(
     categories: Sequence[str] | None = None,
 ) -> UsageTable:
     """Merge count rows and distinct rows into a table of `period` ("base", "day" or "month")."""
-    zone = calendar.zone
-    rows: list[tuple[datetime, Row]] = []
-    for start, category, event, total, value in counts:
-        row = Row(category, ALL, value, "total") if total else Row(category, event, value, "count")
-        rows.append((start.astimezone(zone), row))
+    periods: dict[float, list[Row]] = {}
+    starts: dict[float, datetime] = {}
+
+    def rows_of(start: datetime) -> list[Row]:
+        instant = start.timestamp()
+        found = periods.get(instant)
+        if found is None:
+            found = periods[instant] = []
+            starts[instant] = start
+        return found
+
+    for start, cats, events, totals, values, merged in counts:
+        rows = [
+            Row(c, ALL, v, "total") if t else Row(c, e, v, "count")
+            for c, e, t, v in zip(cats, events, totals, values, strict=True)
+        ]
+        rows_of(start).extend(_summed(rows) if merged else rows)
 
     show_seen = period != "base" and (categories is None or SEEN in categories)
     if show_seen and period == "day":
         for start, category, level, value in stored_distinct:
             if level == 2:
-                rows.append((start.astimezone(zone), Row(SEEN, category, value, "distinct")))
+                rows_of(start).append(Row(SEEN, category, value, "distinct"))
         for day, category, n in live_keys:
-            rows.append((calendar.day_start(day), Row(SEEN, category, n, "distinct")))
+            rows_of(calendar.day_start(day)).append(Row(SEEN, category, n, "distinct"))
     elif show_seen:
-        rows.extend(_averages(calendar, stored_distinct, live_keys, go_live, today))
-    return UsageTable.build(period, rows, minimum=minimum)
+        for start, row in _averages(calendar, stored_distinct, live_keys, go_live, today):
+            rows_of(start).append(row)
+    zone = calendar.zone
+    return UsageTable.from_periods(
+        period, ((starts[i].astimezone(zone), rows) for i, rows in periods.items()), minimum=minimum
+    )
+
+
+def _summed(rows: list[Row]) -> list[Row]:
+    """Rows with one per (category, event, kind): a period's stored rows and its finer rows summed."""
+    sums: dict[tuple[str, str, str], Row] = {}
+    for row in rows:
+        key = (row.category, row.event, row.kind)
+        seen = sums.get(key)
+        sums[key] = row if seen is None else seen._replace(value=seen.value + row.value)
+    return list(sums.values())
 
 
 def _averages(

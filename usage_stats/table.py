@@ -8,9 +8,10 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from operator import attrgetter
+from typing import Any, Literal, NamedTuple
 
-__all__ = ["Kind", "Mark", "Period", "Row", "UsageTable"]
+__all__ = ["Kind", "Mark", "Period", "Row", "UsageTable", "sort_rows"]
 
 Kind = Literal["count", "total", "distinct", "average"]
 
@@ -18,8 +19,7 @@ SEEN = "seen"
 ALL = "<all>"
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
+class Row(NamedTuple):
     """One figure: `value` of `event` in `category`, of the given `kind`.
 
     `kind` is "count" (an event's count), "total" (all events of a category after they were merged;
@@ -35,6 +35,23 @@ class Row:
     def sort_key(self) -> tuple[str, float, str]:
         """Category, then value descending, then event."""
         return (self.category, -self.value, self.event)
+
+
+_BY_EVENT = attrgetter("event")
+_BY_VALUE = attrgetter("value")
+_BY_CATEGORY = attrgetter("category")
+
+
+def sort_rows(rows: list[Row]) -> tuple[Row, ...]:
+    """Rows in display order: category, then value descending, then event.
+
+    Three stable sorts on attributes run at C speed, several times faster than one sort with a
+    Python key function on the large tables a month of many events makes.
+    """
+    rows.sort(key=_BY_EVENT)
+    rows.sort(key=_BY_VALUE, reverse=True)
+    rows.sort(key=_BY_CATEGORY)
+    return tuple(rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,21 +89,31 @@ class UsageTable:
     periods: tuple[Period, ...]
 
     @classmethod
+    def from_periods(
+        cls, period: str, periods: Iterable[tuple[datetime, list[Row]]], *, minimum: float = 0
+    ) -> UsageTable:
+        """A table from (start, rows) of each period, in any order, dropping rows below `minimum`
+        and periods left empty. (Pairs, not a dict: two local times of a repeated DST hour are
+        equal as dict keys.)"""
+        kept = []
+        for start, rows in periods:
+            if minimum:
+                rows = [r for r in rows if r.value >= minimum]
+            if rows:
+                kept.append(Period(start, sort_rows(rows)))
+        kept.sort(key=lambda p: p.start.timestamp(), reverse=True)
+        return cls(period, tuple(kept))
+
+    @classmethod
     def build(cls, period: str, rows: Iterable[tuple[datetime, Row]], *, minimum: float = 0) -> UsageTable:
         """Group (start, row) pairs into sorted periods, dropping rows below `minimum`."""
-        # Grouped by instant: two local times of a repeated DST hour compare equal as datetimes.
         starts: dict[float, datetime] = {}
         grouped: dict[float, list[Row]] = {}
         for start, row in rows:
-            if row.value >= minimum:
-                instant = start.timestamp()
-                starts.setdefault(instant, start)
-                grouped.setdefault(instant, []).append(row)
-        periods = tuple(
-            Period(starts[instant], tuple(sorted(grouped[instant], key=Row.sort_key)))
-            for instant in sorted(grouped, reverse=True)
-        )
-        return cls(period, periods)
+            instant = start.timestamp()
+            starts.setdefault(instant, start)
+            grouped.setdefault(instant, []).append(row)
+        return cls.from_periods(period, ((starts[i], r) for i, r in grouped.items()), minimum=minimum)
 
     def as_dicts(self) -> list[dict[str, Any]]:
         """One dict per row: start (ISO 8601), category, event, kind, value."""

@@ -9,23 +9,29 @@ import asyncpg
 
 from .migrations import quote_ident
 
-__all__ = ["RawRow", "add_mark", "count_rows", "distinct_rows", "go_live", "marks", "maintained_through"]
+__all__ = ["PeriodCounts", "add_mark", "count_rows", "distinct_rows", "go_live", "marks", "maintained_through"]
 
-# (period start, category, event, level) and a value
-RawRow = tuple[datetime, str, str, int, int]
+# One row per period: its start, its rows as parallel arrays (category, event, is-a-total, value),
+# and whether rows finer than the period were summed into it (then an event may appear twice).
+PeriodCounts = tuple[datetime, list[str], list[str], list[bool], list[int], bool]
 
-# level 4 rows (category totals) stay apart from the event counts of the same period
-_COUNTS_BY_PERIOD = """
-SELECT date_trunc($1, start, $2) AS p, category, event, (level = 4)::int AS total, sum(value)::bigint
-FROM {s}.counts
-WHERE level = ANY($3::smallint[]) AND start >= $4 AND start < $5
-  AND ($6::text[] IS NULL OR category = ANY($6::text[]))
-GROUP BY 1, 2, 3, 4
-"""
-
-_BASE_COUNTS = """
-SELECT start, category, event, 0, value FROM {s}.counts
-WHERE level = $1 AND start >= $2 AND start < $3 AND ($4::text[] IS NULL OR category = ANY($4::text[]))
+# Rows already at the period's granularity are read as they are, along the primary key; only finer
+# rows (not rolled up yet) are summed per period. Grouping every row costs ten times the scan.
+_COUNTS_PER_PERIOD = """
+WITH r AS (
+    SELECT start AS p, category, event, level = 4 AS total, value, false AS merged
+    FROM {s}.counts
+    WHERE level = ANY($3::smallint[]) AND start >= $5 AND start < $6
+      AND ($7::text[] IS NULL OR category = ANY($7::text[]))
+    UNION ALL
+    SELECT date_trunc($1, start, $2), category, event, false, sum(value)::bigint, true
+    FROM {s}.counts
+    WHERE level = ANY($4::smallint[]) AND start >= $5 AND start < $6
+      AND ($7::text[] IS NULL OR category = ANY($7::text[]))
+    GROUP BY 1, 2, 3
+)
+SELECT p, array_agg(category), array_agg(event), array_agg(total), array_agg(value), bool_or(merged)
+FROM r GROUP BY p
 """
 
 
@@ -36,18 +42,18 @@ async def count_rows(
     period: str,
     zone: str,
     levels: Sequence[int],
+    finer_levels: Sequence[int],
     lo: datetime,
     hi: datetime,
     categories: Sequence[str] | None,
-) -> list[RawRow]:
-    """Counts of every level in `levels` whose start is in [lo, hi), summed per period of `period`."""
+) -> list[PeriodCounts]:
+    """The counts of every period of `period` starting in [lo, hi): rows of `levels` as stored,
+    rows of `finer_levels` summed per period."""
     s = quote_ident(schema)
     cats = list(categories) if categories is not None else None
-    if period == "base":
-        records = await conn.fetch(_BASE_COUNTS.format(s=s), levels[0], lo, hi, cats)
-    else:
-        records = await conn.fetch(_COUNTS_BY_PERIOD.format(s=s), period, zone, list(levels), lo, hi, cats)
-    return [(r[0], r[1], r[2], r[3], r[4]) for r in records]
+    sql = _COUNTS_PER_PERIOD.format(s=s)
+    records = await conn.fetch(sql, period, zone, list(levels), list(finer_levels), lo, hi, cats)
+    return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in records]
 
 
 async def distinct_rows(
