@@ -35,15 +35,27 @@ steps = st.lists(
 
 
 @example(  # two periods of one day rolled into one day row
-    steps=[("add", ("page", "/a", 5)), ("wait", 61), ("add", ("page", "/a", 7)), ("day_end", None)], zone="UTC", base=60
+    steps=[("add", ("page", "/a", 5)), ("wait", 61), ("add", ("page", "/a", 7)), ("day_end", None)],
+    zone="UTC",
+    base=60,
+    start=datetime(2026, 1, 30, 22, tzinfo=UTC),
 )
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    steps=steps, zone=st.sampled_from(["UTC", "Europe/London", "Asia/Kolkata"]), base=st.sampled_from([15, 60, 1440])
+    steps=steps,
+    zone=st.sampled_from(["UTC", "Europe/London", "Asia/Kolkata", "America/New_York"]),
+    base=st.sampled_from([1, 15, 60, 360, 1440]),
+    start=st.sampled_from(  # month ends, and the nights before DST changes in New York and London
+        [
+            datetime(2026, 1, 30, 22, tzinfo=UTC),
+            datetime(2026, 3, 7, 22, tzinfo=UTC),
+            datetime(2026, 10, 24, 20, tzinfo=UTC),
+        ]
+    ),
 )
-async def test_counts_are_conserved(pg_dsn: str, steps: list[Step], zone: str, base: int) -> None:
+async def test_counts_are_conserved(pg_dsn: str, steps: list[Step], zone: str, base: int, start: datetime) -> None:
     schema = "p_" + uuid.uuid4().hex[:12]
-    clock = FakeClock(datetime(2026, 1, 30, 22, tzinfo=UTC))
+    clock = FakeClock(start)
     config = UsageConfig(
         dsn=pg_dsn,
         schema=schema,
