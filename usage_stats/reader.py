@@ -67,21 +67,24 @@ class Reader:
         hi = cal.period_ceil(period, end) if end is not None else _FOREVER
         base_level = 2 if self.config.base_period.total_seconds() == 86400 else 1
         levels, finer = _LEVELS.get(period, ([base_level], []))
-        go_live = next((m.at for m in await self.marks() if m.name == "go-live"), None)
-        counts = await query.count_rows(
-            self.conn,
-            schema,
-            period=period,
-            zone=cal.zone.key,
-            levels=levels,
-            finer_levels=finer,
-            lo=lo,
-            hi=hi,
-            categories=categories,
-        )
-        stored, live = await query.distinct_rows(
-            self.conn, schema, lo=lo, hi=hi, lo_day=cal.day_of(lo.timestamp()), hi_day=cal.day_of(hi.timestamp())
-        )
+        # One snapshot for every read: a day closed by maintenance between two of them would
+        # otherwise show neither its keys nor its distinct row.
+        async with self.conn.transaction(isolation="repeatable_read", readonly=True):
+            go_live = next((m.at for m in await self.marks() if m.name == "go-live"), None)
+            counts = await query.count_rows(
+                self.conn,
+                schema,
+                period=period,
+                zone=cal.zone.key,
+                levels=levels,
+                finer_levels=finer,
+                lo=lo,
+                hi=hi,
+                categories=categories,
+            )
+            stored, live = await query.distinct_rows(
+                self.conn, schema, lo=lo, hi=hi, lo_day=cal.day_of(lo.timestamp()), hi_day=cal.day_of(hi.timestamp())
+            )
         return build_table(
             period,
             cal,

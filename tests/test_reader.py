@@ -1,0 +1,55 @@
+"""The reader behind `table()`, the dashboard and the CLI: one consistent snapshot per table."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, cast
+
+import asyncpg
+
+from tests.conftest import FakeClock, StatsFactory
+from usage_stats.reader import Reader
+
+
+class ClosesADayMidway:
+    """A connection on which another process closes the day between two of the reader's queries."""
+
+    def __init__(self, conn: asyncpg.Connection, close_day: Any) -> None:
+        self._conn = conn
+        self._close_day = close_day
+        self.queries = 0
+
+    def transaction(self, **options: Any) -> Any:
+        return self._conn.transaction(**options)
+
+    async def fetch(self, *args: Any, **kwargs: Any) -> Any:
+        result = await self._conn.fetch(*args, **kwargs)
+        self.queries += 1
+        if self.queries == 3:  # marks, counts, stored distinct rows: then the live keys
+            await self._close_day()
+        return result
+
+    async def fetchval(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._conn.fetchval(*args, **kwargs)
+
+
+async def test_a_day_closed_while_a_table_is_read_is_counted_once(
+    make_stats: StatsFactory, clock: FakeClock, pg_dsn: str
+) -> None:
+    async with make_stats() as stats, make_stats() as other_worker:
+        for user in ("ann", "bob", "cid"):
+            stats.seen_user(user)
+        await stats.flush()
+        day = clock.now
+        clock.set(stats.calendar.day_start(day.date() + timedelta(days=1)) + stats.grace)  # due, not yet closed
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            racing = ClosesADayMidway(conn, other_worker.maintain)
+            table = await Reader(cast(asyncpg.Connection, racing), stats.config).table("day", now=clock.now)
+        finally:
+            await conn.close()
+        assert racing.queries == 4  # the day was closed before the last of them
+        assert table.periods[0].get("seen", "user", "distinct") is not None
+        assert table.periods[0].get("seen", "user", "distinct").value == 3  # type: ignore[union-attr]
+        after = await stats.table("day")  # and after the close, from the stored distinct row
+        assert after.periods[0].get("seen", "user", "distinct").value == 3  # type: ignore[union-attr]
