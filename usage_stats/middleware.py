@@ -107,16 +107,17 @@ class UsageMiddleware:
         try:
             route = scope.get("route")
             fastapi = scope.get("fastapi")
-            hit = self._events.get(id(route if fastapi is None else _anchor(route, fastapi)))
+            anchor = route if fastapi is None else _anchor(route, fastapi)
+            hit = self._events.get(id(anchor))
             status_key = _STATUS_KEYS.get(status)
             if (
                 hit is None
+                or hit[0] is not anchor
                 or hit[1] is not route
                 or status_key is None
                 or self._hooks
                 or scope.get(SKIP)
                 or scope.get("root_path", "") != root_path
-                or (fastapi is not None and hit[0] is not _anchor(route, fastapi))
             ):
                 self._record(scope, status, root_path)
                 return
