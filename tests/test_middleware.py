@@ -21,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from tests.apps import shop_app
 from tests.conftest import StatsFactory
 from usage_stats import UsageMiddleware, UsageStats
 
@@ -86,32 +87,7 @@ async def test_starlette_counts_route_templates_status_and_visitor(make_stats: S
 
 
 def fastapi_app(stats: UsageStats, **options: Any) -> FastAPI:
-    app = FastAPI()
-
-    @app.get("/items/{item_id}")
-    async def item(item_id: int) -> dict[str, int]:
-        return {"id": item_id}
-
-    users = APIRouter(prefix="/users")
-
-    @users.get("/{user_id}")
-    async def user(user_id: str) -> dict[str, str]:
-        return {"id": user_id}
-
-    @users.get("/{user_id}/sync")
-    def user_sync(user_id: str) -> dict[str, str]:  # runs in a worker thread
-        stats.count("sync-work", "business")
-        return {"id": user_id}
-
-    @users.post("/{user_id}/fail")
-    async def fail(user_id: str) -> None:
-        raise RuntimeError("failed")
-
-    v1 = APIRouter(prefix="/v1")
-    v1.include_router(users)
-    api = APIRouter(prefix="/api")
-    api.include_router(v1)
-    app.include_router(api)
+    app = shop_app(on_sync=lambda: stats.count("sync-work", "business"))
     app.add_middleware(UsageMiddleware, stats=stats, **options)
     return app
 

@@ -7,7 +7,6 @@ from typing import Any
 
 import anyio
 import pytest
-from fastapi import APIRouter, FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -15,6 +14,7 @@ from starlette.routing import Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message
 
+from tests.apps import shop_app
 from usage_stats.routes import RouteTemplates
 
 
@@ -107,39 +107,6 @@ async def test_raw_values_never_become_the_template(tmp_path: Path) -> None:
     assert "secret" not in found
 
 
-def fastapi_app() -> FastAPI:
-    app = FastAPI()
-
-    @app.get("/items/{item_id}")
-    async def item(item_id: int) -> dict[str, int]:
-        return {"id": item_id}
-
-    users = APIRouter(prefix="/users")
-
-    @users.get("/{user_id}")
-    async def user(user_id: str) -> dict[str, str]:
-        return {"id": user_id}
-
-    @users.get("/{user_id}/sync")
-    def user_sync(user_id: str) -> dict[str, str]:
-        return {"id": user_id}
-
-    v1 = APIRouter(prefix="/v1")
-    v1.include_router(users)
-    api = APIRouter(prefix="/api")
-    api.include_router(v1)
-    app.include_router(api)
-
-    sub = FastAPI()
-
-    @sub.get("/things/{thing}")
-    async def thing(thing: str) -> dict[str, str]:
-        return {"thing": thing}
-
-    app.mount("/legacy", sub)
-    return app
-
-
 @pytest.mark.parametrize(
     ("path", "template", "status"),
     [
@@ -153,7 +120,7 @@ def fastapi_app() -> FastAPI:
     ],
 )
 async def test_fastapi_templates(path: str, template: str | None, status: int) -> None:
-    assert await run(fastapi_app(), path) == (template, status)
+    assert await run(shop_app(), path) == (template, status)
 
 
 async def test_an_outer_root_path_is_not_part_of_the_template() -> None:
@@ -171,7 +138,7 @@ async def test_a_bare_router_with_a_parameterised_mount() -> None:
 
 
 async def test_fastapi_behind_a_root_path() -> None:
-    app = fastapi_app()
+    app = shop_app()
     assert await run(app, "/prefix/items/3", root_path="/prefix") == ("/items/{item_id}", 200)
     assert await run(app, "/prefix/api/v1/users/u", root_path="/prefix") == ("/api/v1/users/{user_id}", 200)
     assert await run(app, "/prefix/legacy/things/t", root_path="/prefix") == ("/legacy/things/{thing}", 200)

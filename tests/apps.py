@@ -1,0 +1,48 @@
+"""A FastAPI app shared by the route and middleware tests: path parameters, nested routers with
+prefixes, a sync endpoint (run in a worker thread), an endpoint that raises, and a mounted sub-app."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import APIRouter, FastAPI
+
+
+def shop_app(on_sync: Callable[[], None] | None = None) -> FastAPI:
+    """`/items/{item_id}`, `/api/v1/users/{user_id}` (+ `/sync`, `/fail`), `/legacy/things/{thing}`."""
+    app = FastAPI()
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int) -> dict[str, int]:
+        return {"id": item_id}
+
+    users = APIRouter(prefix="/users")
+
+    @users.get("/{user_id}")
+    async def user(user_id: str) -> dict[str, str]:
+        return {"id": user_id}
+
+    @users.get("/{user_id}/sync")
+    def user_sync(user_id: str) -> dict[str, str]:  # runs in a worker thread
+        if on_sync is not None:
+            on_sync()
+        return {"id": user_id}
+
+    @users.post("/{user_id}/fail")
+    async def fail(user_id: str) -> None:
+        raise RuntimeError("failed")
+
+    v1 = APIRouter(prefix="/v1")
+    v1.include_router(users)
+    api = APIRouter(prefix="/api")
+    api.include_router(v1)
+    app.include_router(api)
+
+    sub = FastAPI()
+
+    @sub.get("/things/{thing}")
+    async def thing(thing: str) -> dict[str, str]:
+        return {"thing": thing}
+
+    app.mount("/legacy", sub)
+    return app
