@@ -4,6 +4,7 @@ prefixes, a sync endpoint (run in a worker thread), an endpoint that raises, and
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import APIRouter, FastAPI
 
@@ -46,3 +47,21 @@ def shop_app(on_sync: Callable[[], None] | None = None) -> FastAPI:
 
     app.mount("/legacy", sub)
     return app
+
+
+def http_scope(path: str, method: str = "GET", root_path: str = "") -> dict[str, Any]:
+    """A plain HTTP scope from 192.0.2.1, as a server would send it."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": root_path,
+        "query_string": b"",
+        "headers": [(b"host", b"testserver")],
+        "client": ("192.0.2.1", 1234),
+        "server": ("testserver", 80),
+    }

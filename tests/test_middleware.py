@@ -21,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from tests.apps import shop_app
+from tests.apps import http_scope, shop_app
 from tests.conftest import StatsFactory
 from usage_stats import UsageMiddleware, UsageStats
 
@@ -361,23 +361,6 @@ async def test_skip_scope_flag_counts_nothing(make_stats: StatsFactory) -> None:
 
 
 # -- non-HTTP scopes and byte-identical responses -------------------------------------------------
-
-
-def http_scope(path: str, method: str = "GET") -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"testserver")],
-        "client": ("192.0.2.1", 1234),
-        "server": ("testserver", 80),
-    }
 
 
 async def _receive() -> Message:

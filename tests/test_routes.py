@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
@@ -14,7 +13,7 @@ from starlette.routing import Mount, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message
 
-from tests.apps import shop_app
+from tests.apps import http_scope, shop_app
 from usage_stats.routes import RouteTemplates
 
 
@@ -24,20 +23,7 @@ async def ok(request: Request) -> Response:
 
 async def run(app: ASGIApp, path: str, method: str = "GET", root_path: str = "") -> tuple[str | None, int]:
     """Call `app` for `path` and return the template found and the status."""
-    scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": root_path,
-        "query_string": b"",
-        "headers": [(b"host", b"testserver")],
-        "client": ("192.0.2.1", 1234),
-        "server": ("testserver", 80),
-    }
+    scope = http_scope(path, method, root_path)
     status = 0
     received = False
 
