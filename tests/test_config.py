@@ -69,6 +69,8 @@ def test_frozen_and_keyword_only() -> None:
         ("trusted_proxies", ("10.0.0.0/33",)),
         ("trusted_proxies", ("not-a-network",)),
         ("trusted_proxies", 42),
+        ("forwarded_header", "x-real-ip"),
+        ("forwarded_header", None),
     ],
 )
 def test_invalid_values_raise_config_error_naming_the_field(field: str, value: Any) -> None:
@@ -152,6 +154,7 @@ def test_from_env_reads_os_environ(monkeypatch: pytest.MonkeyPatch) -> None:
         ("USAGE_STATS_TRUSTED_PROXIES", "10.0.0.0/8,bad", "trusted_proxies"),
         ("USAGE_STATS_USER_IDS", "clear", "user_ids"),
         ("USAGE_STATS_IP_PREFIX_V4", "40", "ip_prefix_v4"),
+        ("USAGE_STATS_FORWARDED_HEADER", "x-real-ip", "forwarded_header"),
     ],
 )
 def test_from_env_errors_name_the_field(var: str, raw: str, field: str) -> None:
@@ -185,3 +188,10 @@ def test_from_env_error_does_not_echo_the_dsn_password() -> None:
 
 def test_zone_property() -> None:
     assert UsageConfig(timezone="Europe/London").zone.key == "Europe/London"
+
+
+def test_forwarded_header_defaults_to_x_forwarded_for_and_is_read_from_the_environment() -> None:
+    assert UsageConfig().forwarded_header == "x-forwarded-for"
+    assert UsageConfig(forwarded_header="Forwarded").forwarded_header == "forwarded"  # type: ignore[arg-type]
+    env = {"USAGE_STATS_FORWARDED_HEADER": " forwarded "}
+    assert UsageConfig.from_env(environ=env).forwarded_header == "forwarded"

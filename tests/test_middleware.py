@@ -309,7 +309,7 @@ async def test_trusted_proxy_headers_pick_the_client(
         app = starlette_app(stats)
         async with client(app, "10.1.1.1") as c:
             await c.get("/", headers={"x-forwarded-for": "6.6.6.6, 198.51.100.77"})
-            await c.get("/", headers={"forwarded": "for=203.0.113.9"})
+            await c.get("/", headers={"x-forwarded-for": "203.0.113.9", "forwarded": "for=6.6.6.6"})
         async with client(app, "192.0.2.50") as c:  # untrusted peer: its headers are ignored
             await c.get("/", headers={"x-forwarded-for": "6.6.6.6"})
         counts = await recorded(stats)

@@ -1,4 +1,4 @@
-"""The client address of a request: `scope["client"]`, or forwarding headers from trusted proxies only."""
+"""The client address of a request: `scope["client"]`, or the forwarding header that trusted proxies set."""
 
 from __future__ import annotations
 
@@ -16,13 +16,18 @@ _CACHE_LIMIT = 4096
 class ClientAddress:
     """Finds the address of the client that sent a request.
 
-    `X-Forwarded-For` and `Forwarded` are believed only when the peer is in `trusted` networks, and
-    are walked from the nearest hop back, skipping further trusted proxies, so a client cannot
-    spoof its address by sending the headers itself.
+    Only `header` (`"x-forwarded-for"` or `"forwarded"`: the one the trusted proxies set) is read,
+    only when the peer is in `trusted` networks, and walked from the nearest hop back, skipping
+    further trusted proxies. A client cannot spoof its address by sending that header itself (the
+    proxy appends the real peer after it), nor by sending the other header, which a proxy that does
+    not set it passes through untouched.
     """
 
-    def __init__(self, trusted: Iterable[IPNetwork]) -> None:
+    def __init__(self, trusted: Iterable[IPNetwork], header: str = "x-forwarded-for") -> None:
+        if header not in ("x-forwarded-for", "forwarded"):
+            raise ValueError(f"header must be 'x-forwarded-for' or 'forwarded', not {header!r}")
         self.trusted = tuple(trusted)
+        self.header = header.encode("latin-1")
         self._trusted_cache: dict[str, bool] = {}
 
     def is_trusted(self, host: str) -> bool:
@@ -50,30 +55,31 @@ class ClientAddress:
             return None
         if not self.trusted or not self.is_trusted(host):
             return host
-        hops = _forwarded_hops(scope.get("headers"))
+        hops = _forwarded_hops(scope.get("headers"), self.header)
         for hop in reversed(hops):
             if not self.is_trusted(hop):
                 return hop
         return hops[0] if hops else host
 
 
-def _forwarded_hops(headers: object) -> list[str]:
-    """Addresses from `Forwarded` (preferred) or `X-Forwarded-For`, nearest last."""
-    forwarded: list[str] = []
-    xff: list[str] = []
+def _forwarded_hops(headers: object, header: bytes) -> list[str]:
+    """Addresses from every `header` (`forwarded` or `x-forwarded-for`) in order, nearest last."""
+    hops: list[str] = []
     if not isinstance(headers, (list, tuple)):
         return []
     for item in headers:
         try:
             name, value = item
-            name = bytes(name).lower()
-            if name == b"forwarded":
-                forwarded.extend(_parse_forwarded(bytes(value).decode("latin-1")))
-            elif name == b"x-forwarded-for":
-                xff.extend(_clean(part) for part in bytes(value).decode("latin-1").split(","))
+            if bytes(name).lower() != header:
+                continue
+            text = bytes(value).decode("latin-1")
+            if header == b"forwarded":
+                hops.extend(_parse_forwarded(text))
+            else:
+                hops.extend(_clean(part) for part in text.split(","))
         except (TypeError, ValueError):
             continue
-    return [h for h in (forwarded or xff) if h]
+    return [h for h in hops if h]
 
 
 def _parse_forwarded(value: str) -> list[str]:

@@ -14,12 +14,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import ConfigError
 
-__all__ = ["IPNetwork", "UsageConfig", "UserIdScheme", "redact_dsn"]
+__all__ = ["ForwardedHeader", "IPNetwork", "UsageConfig", "UserIdScheme", "redact_dsn"]
 
 UserIdScheme = Literal["hashed", "memory", "database"]
+ForwardedHeader = Literal["x-forwarded-for", "forwarded"]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _SCHEMES = ("hashed", "memory", "database")
+_FORWARDED_HEADERS = ("x-forwarded-for", "forwarded")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _DAY = timedelta(days=1)
 
@@ -64,6 +66,7 @@ class UsageConfig:
     ip_prefix_v4: int = 24
     ip_prefix_v6: int = 48
     trusted_proxies: Sequence[str | IPNetwork] = ()
+    forwarded_header: ForwardedHeader = "x-forwarded-for"
     max_keys_per_period: int = 10_000
     shutdown_timeout: timedelta = timedelta(seconds=10)
 
@@ -85,6 +88,11 @@ class UsageConfig:
         except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
             raise ConfigError(f"timezone: {self.timezone!r} is not an IANA time zone") from exc
         object.__setattr__(self, "trusted_proxies", _parse_networks(self.trusted_proxies))
+        header = self.forwarded_header.lower() if isinstance(self.forwarded_header, str) else None
+        if header not in _FORWARDED_HEADERS:
+            allowed = ", ".join(_FORWARDED_HEADERS)
+            raise ConfigError(f"forwarded_header: {self.forwarded_header!r} is not one of {allowed}")
+        object.__setattr__(self, "forwarded_header", header)
 
     def _check_durations(self) -> None:
         for name in ("base_period", "flush_interval", "shutdown_timeout"):
@@ -165,7 +173,7 @@ def _parse_env(name: str, raw: str, prefix: str) -> Any:
     try:
         if name in ("base_period", "flush_interval", "shutdown_timeout"):
             return timedelta(seconds=float(raw))
-        if name in ("schema", "timezone", "user_ids"):
+        if name in ("schema", "timezone", "user_ids", "forwarded_header"):
             return raw
         return int(raw)
     except ValueError as exc:

@@ -68,7 +68,7 @@ class UsageMiddleware:
             exclude = (exclude,)
         self.exclude = tuple(exclude)
         self._templates = RouteTemplates()
-        self._client = ClientAddress(stats.config.trusted_networks)
+        self._client = ClientAddress(stats.config.trusted_networks, stats.config.forwarded_header)
         self._failures = 0
         self._hooks = event_name is not None or category is not None or user_id is not None
         self._counters = stats._counters
