@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -14,6 +13,7 @@ from ..counters import OTHER, STATUS, Pending
 from ..periods import utc
 from ..sanitise import clean_name
 from .migrations import LOCK_DAY_END, quote_ident
+from .salts import load_salts
 
 __all__ = ["FlushResult", "KeyEncoder", "cap_period_keys", "write_pending"]
 
@@ -35,11 +35,6 @@ _INSERT_KEYS = """
 INSERT INTO {s}.seen_keys (day, category, key)
 SELECT * FROM unnest($1::date[], $2::text[], $3::bytea[])
 ON CONFLICT DO NOTHING
-"""
-
-_ENSURE_SALTS = """
-INSERT INTO {s}.salts (day, salt) SELECT * FROM unnest($1::date[], $2::bytea[])
-ON CONFLICT (day) DO NOTHING
 """
 
 
@@ -65,15 +60,18 @@ async def write_pending(
 
     Counts are added to what is stored. Distinct keys go in once (duplicates from other processes
     are ignored); keys of a day that day-end maintenance has already processed are dropped and
-    logged, never counted twice. `salts` (the `hashed` scheme) caches each day's shared salt.
+    logged, never counted twice. `salts` (the `hashed` scheme) caches each day's shared salt, read or
+    created in a transaction of its own first (see `salts.py`).
     """
     s = quote_ident(schema)
     counts = _count_arrays(pending)
+    days = [d for d, seen in pending.seen.items() if any(seen.values())]
+    if salts is not None:
+        await load_salts(conn, schema, days, salts)
     async with conn.transaction():
         # Shared: flushes run side by side, but never while a day is being closed.
         await conn.execute("SELECT pg_advisory_xact_lock_shared(hashtext($1), $2)", schema, LOCK_DAY_END)
         done = await conn.fetchval(f"SELECT maintained_through FROM {s}.state")
-        days = [d for d, seen in pending.seen.items() if any(seen.values())]
         live_days = [d for d in days if done is None or d > done]
         dropped = sum(len(v) for d in days if d not in live_days for v in pending.seen[d].values())
         if dropped:
@@ -82,8 +80,6 @@ async def write_pending(
                 "(they arrived too late to be counted)",
                 dropped,
             )
-        if salts is not None and live_days:
-            await _load_salts(conn, s, live_days, salts)
         keys = 0
         for chunk in _key_chunks(pending, live_days, encode, salts):
             await conn.execute(_INSERT_KEYS.format(s=s), *chunk)
@@ -111,17 +107,6 @@ def cap_period_keys(pending: Pending, admitted: dict[int, set[tuple[str, str]]],
     for start in sorted(admitted)[:-2]:
         del admitted[start]
     return folded
-
-
-async def _load_salts(conn: asyncpg.Connection, s: str, days: list[date], cache: dict[date, bytes]) -> None:
-    missing = [d for d in days if d not in cache]
-    if not missing:
-        return
-    await conn.execute(_ENSURE_SALTS.format(s=s), missing, [secrets.token_bytes(32) for _ in missing])
-    for record in await conn.fetch(f"SELECT day, salt FROM {s}.salts WHERE day = ANY($1::date[])", missing):
-        cache[record["day"]] = bytes(record["salt"])
-    for day in [d for d in cache if d < min(days)]:
-        del cache[day]  # salts of earlier days are no longer needed here
 
 
 def _count_arrays(pending: Pending) -> tuple[list[object], list[str], list[str], list[int]]:
