@@ -246,3 +246,32 @@ async def test_days_and_base_periods_across_dst(
         assert changed.start.tzinfo == tz
         assert changed.get("page", "/tick").value == hours * 4  # type: ignore[union-attr]
         assert len(rolled.periods) == 3
+
+
+async def _periods(stats: UsageStats, period: str) -> list[tuple[datetime, int]]:
+    """(start, count of page "/tick") of every period of a table that has ticks, oldest first."""
+    table = await stats.table(period)
+    found = [(p.start, p.get("page", "/tick")) for p in table.periods]
+    return sorted((start, row.value) for start, row in found if row is not None)  # type: ignore[misc]
+
+
+async def test_a_25_hour_day_is_one_period_with_a_base_of_one_day(make_stats: StatsFactory, clock: FakeClock) -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    day = datetime(2026, 10, 25, tzinfo=berlin)  # clocks go back at 03:00: 25 hours
+    day_start = day.astimezone(UTC)
+    assert datetime(2026, 10, 26, tzinfo=berlin).astimezone(UTC) - day_start == timedelta(hours=25)
+    clock.set(day_start)
+    config = {"timezone": "Europe/Berlin", "base_period": timedelta(days=1), "keep_base_days": 0, "keep_days": 1}
+    async with make_stats(**config) as stats:
+        for hour in range(25):  # every hour of the day, the last one (23:00-24:00) included
+            clock.set(day_start + timedelta(hours=hour, minutes=30))
+            stats.count("/tick", "page")
+        await stats.flush()
+        for period in ("base", "day"):
+            assert await _periods(stats, period) == [(day, 25)], period
+        assert await _periods(stats, "month") == [(datetime(2026, 10, 1, tzinfo=berlin), 25)]
+        await day_end(stats, clock)  # 25 October is closed: its rows stay day rows (keep_days=1)
+        assert await _periods(stats, "day") == [(day, 25)]
+        await day_end(stats, clock)  # 26 October is closed: 25 October becomes a month row
+        assert await _periods(stats, "day") == []
+        assert await _periods(stats, "month") == [(datetime(2026, 10, 1, tzinfo=berlin), 25)]

@@ -129,3 +129,20 @@ def test_a_day_whose_midnight_does_not_exist(minutes: int) -> None:
         assert (slot.start, slot.day) == (t, day)
         t = slot.end
     assert t == end
+
+
+def test_a_long_day_is_one_period_with_a_base_of_one_day() -> None:
+    cal = Calendar(ZoneInfo("Europe/Berlin"), timedelta(days=1))
+    day = date(2026, 10, 25)  # 25 hours
+    start, end = cal.day_start_ts(day), cal.day_start_ts(day + timedelta(days=1))
+    assert end - start == 25 * 3600
+    assert {cal.slot(t) for t in range(start, end, 600)} == {(start, end, day)}
+    assert cal.slot(end).start == end
+
+
+def test_a_remainder_shorter_than_the_base_joins_the_last_period_of_a_long_day() -> None:
+    cal = Calendar(ZoneInfo("Europe/Berlin"), timedelta(hours=12))
+    day = date(2026, 10, 25)
+    start, end = cal.day_start_ts(day), cal.day_start_ts(day + timedelta(days=1))
+    slots = sorted({cal.slot(t) for t in range(start, end, 600)})
+    assert [(s.start - start, s.end - start) for s in slots] == [(0, 12 * 3600), (12 * 3600, 25 * 3600)]

@@ -1,8 +1,11 @@
 """Period arithmetic in the configured time zone: base periods, days and months (pure, no I/O).
 
 Days and months begin at local midnight, so a day lasts 23, 24 or 25 hours across DST changes.
-Base periods are counted from local midnight in elapsed time and never straddle two days: on a
-25-hour day an hourly base has 25 periods, and the last period of a short day may be shorter.
+Where midnight happens twice (the clocks go back at 01:00), a day begins at the first one: the
+earliest instant of its local date. Base periods are counted from the day's start in elapsed time
+and never straddle two days: on a 25-hour day an hourly base has 25 periods; the last period of a
+short day may be shorter; on a long day a remainder shorter than the base joins the day's last
+period, so a base of one day is always one period per day.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 __all__ = ["Calendar", "Slot", "add_months", "month_of"]
+
+_DAY_SECONDS = 86_400
 
 
 class Slot(NamedTuple):
@@ -70,8 +75,12 @@ class Calendar:
     def slot(self, ts: float) -> Slot:
         """The base period that holds the instant `ts` (Unix seconds)."""
         day_start, day_end, day = self.day_bounds(ts)
-        start = day_start + int(ts - day_start) // self.base_seconds * self.base_seconds
-        return Slot(start, min(start + self.base_seconds, day_end), day)
+        base = self.base_seconds
+        length = day_end - day_start
+        last = length // base - 1 if length > _DAY_SECONDS else (length - 1) // base  # the day's last period
+        index = min(int(ts - day_start) // base, last)
+        start = day_start + index * base
+        return Slot(start, day_end if index == last else start + base, day)
 
     def local(self, ts: float) -> datetime:
         """The instant `ts` as an aware datetime in the zone."""
