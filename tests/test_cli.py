@@ -197,6 +197,24 @@ async def test_usage_errors_exit_2_with_one_line(pg_dsn: str, argv: list[str], m
     assert message in err
 
 
+@pytest.mark.parametrize(
+    ("var", "raw"),
+    [
+        ("USAGE_STATS_FLUSH_INTERVAL", "inf"),
+        ("USAGE_STATS_SHUTDOWN_TIMEOUT", "1e400"),
+        ("USAGE_STATS_BASE_PERIOD", "1e20"),
+        ("USAGE_STATS_KEEP_MONTHS", "9" * 30),
+    ],
+)
+async def test_infinite_or_overflowing_numbers_in_the_environment_are_usage_errors(
+    pg_dsn: str, schema: str, var: str, raw: str
+) -> None:
+    status, out, err = await run("--dsn", pg_dsn, "--schema", schema, "report", env={var: raw})
+    assert (status, out) == (2, "")
+    assert err.count("\n") == 1
+    assert err.startswith(f"usage-stats: error: {var.removeprefix('USAGE_STATS_').lower()}: {var}=")
+
+
 async def test_database_errors_exit_1_and_read_the_environment(schema: str) -> None:
     status, _, err = await run("report", env={"USAGE_STATS_DSN": BAD_DSN, "USAGE_STATS_SCHEMA": schema})
     assert status == 1

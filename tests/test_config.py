@@ -195,3 +195,43 @@ def test_forwarded_header_defaults_to_x_forwarded_for_and_is_read_from_the_envir
     assert UsageConfig(forwarded_header="Forwarded").forwarded_header == "forwarded"  # type: ignore[arg-type]
     env = {"USAGE_STATS_FORWARDED_HEADER": " forwarded "}
     assert UsageConfig.from_env(environ=env).forwarded_header == "forwarded"
+
+
+@pytest.mark.parametrize(
+    ("var", "raw"),
+    [
+        ("USAGE_STATS_FLUSH_INTERVAL", "inf"),
+        ("USAGE_STATS_FLUSH_INTERVAL", "nan"),
+        ("USAGE_STATS_SHUTDOWN_TIMEOUT", "1e400"),  # a float that overflows to infinity
+        ("USAGE_STATS_SHUTDOWN_TIMEOUT", "-inf"),
+        ("USAGE_STATS_BASE_PERIOD", "1e20"),  # finite, but more days than a timedelta holds
+        ("USAGE_STATS_FLUSH_INTERVAL", "9" * 400),
+        ("USAGE_STATS_KEEP_MONTHS", "9" * 400),
+        ("USAGE_STATS_KEEP_DAYS", "inf"),
+        ("USAGE_STATS_MAX_KEYS_PER_PERIOD", "1e400"),
+    ],
+)
+def test_from_env_turns_infinite_and_overflowing_numbers_into_config_errors(var: str, raw: str) -> None:
+    field = var.removeprefix("USAGE_STATS_").lower()
+    with pytest.raises(ConfigError) as info:
+        UsageConfig.from_env(environ={var: raw})
+    assert str(info.value).startswith(f"{field}: {var}=")
+    assert len(str(info.value)) < 120  # a huge value is cut, not echoed in full
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "maximum"),
+    [
+        ("flush_interval", timedelta(days=1, seconds=1), "at most 1 day"),
+        ("flush_interval", timedelta.max, "at most 1 day"),
+        ("shutdown_timeout", timedelta(days=2), "from 0 to 1 day"),
+    ],
+)
+def test_durations_are_bounded_where_derived_durations_would_overflow(
+    field: str, value: timedelta, maximum: str
+) -> None:
+    too_long: dict[str, Any] = {field: value}
+    with pytest.raises(ConfigError, match=f"^{field}: .*{maximum}"):
+        UsageConfig(**too_long)
+    longest: dict[str, Any] = {field: timedelta(days=1)}
+    assert getattr(UsageConfig(**longest), field) == timedelta(days=1)  # the bound itself is fine

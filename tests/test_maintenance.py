@@ -275,3 +275,39 @@ async def test_a_25_hour_day_is_one_period_with_a_base_of_one_day(make_stats: St
         await day_end(stats, clock)  # 26 October is closed: 25 October becomes a month row
         assert await _periods(stats, "day") == []
         assert await _periods(stats, "month") == [(datetime(2026, 10, 1, tzinfo=berlin), 25)]
+
+
+LARGEST_KEEP = {"keep_base_days": 100_000, "keep_days": 100_000, "keep_event_months": 100_000, "keep_months": 100_000}
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Pacific/Auckland", "America/New_York"])
+@pytest.mark.parametrize(
+    ("keep", "levels"),
+    [
+        (LARGEST_KEEP, {1}),  # the largest values validation accepts: "keep forever"
+        ({"keep_base_days": 0, "keep_days": 0, "keep_event_months": 24_315, "keep_months": 24_315}, {3}),  # < year 1
+        ({"keep_base_days": 0, "keep_days": 0, "keep_event_months": 0, "keep_months": 24_313}, {4}),  # January, year 1
+    ],
+)
+async def test_maintenance_works_with_the_largest_accepted_keep_values(
+    make_stats: StatsFactory,
+    clock: FakeClock,
+    db: asyncpg.Connection,
+    schema: str,
+    zone: str,
+    keep: dict[str, int],
+    levels: set[int],
+) -> None:
+    async with make_stats(timezone=zone, **keep) as stats:
+        for _ in range(3):
+            stats.add("/a", "page", 2)
+            stats.seen_user("ann")
+            assert len(await day_end(stats, clock)) == 1  # no "year out of range"
+        clock.advance(days=70)  # across months: every roll-up and the purge have their turn
+        assert len(await stats.maintain()) == 70
+        month = await stats.table("month")
+    assert await db.fetchval(f'SELECT sum(value) FROM "{schema}".counts') == 6  # nothing purged, sums conserved
+    assert await db.fetchval(f'SELECT sum(value) FROM "{schema}".distinct_counts') == 3
+    assert await db.fetchval(f'SELECT count(*) FROM "{schema}".seen_keys') == 0  # keys still deleted
+    assert sum(r.value for p in month.periods for r in p.rows if r.category == "page") == 6
+    assert {r[0] for r in await db.fetch(f'SELECT DISTINCT level FROM "{schema}".counts')} == levels

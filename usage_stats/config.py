@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -102,10 +103,11 @@ class UsageConfig:
         base = self.base_period
         if not timedelta(minutes=1) <= base <= _DAY or base.microseconds or _DAY % base:
             raise ConfigError(f"base_period: {base} must divide a day, from 1 minute to 1 day, in whole seconds")
-        if self.flush_interval <= timedelta(0):
-            raise ConfigError("flush_interval: must be positive")
-        if self.shutdown_timeout < timedelta(0):
-            raise ConfigError("shutdown_timeout: must not be negative")
+        # At most a day: every duration derived from them (backoff, grace, deadlines) stays in range.
+        if not timedelta(0) < self.flush_interval <= _DAY:
+            raise ConfigError(f"flush_interval: {self.flush_interval} must be positive and at most 1 day")
+        if not timedelta(0) <= self.shutdown_timeout <= _DAY:
+            raise ConfigError(f"shutdown_timeout: {self.shutdown_timeout} must be from 0 to 1 day")
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self) if f.name != "dsn")
@@ -170,11 +172,20 @@ def _parse_env(name: str, raw: str, prefix: str) -> Any:
         return raw or None
     if name == "trusted_proxies":
         return tuple(part for part in (p.strip() for p in raw.split(",")) if part)
+    if name in ("schema", "timezone", "user_ids", "forwarded_header"):
+        return raw
+    shown = raw if len(raw) <= 40 else raw[:37] + "..."
     try:
-        if name in ("base_period", "flush_interval", "shutdown_timeout"):
-            return timedelta(seconds=float(raw))
-        if name in ("schema", "timezone", "user_ids", "forwarded_header"):
-            return raw
-        return int(raw)
+        number = float(raw) if name in ("base_period", "flush_interval", "shutdown_timeout") else int(raw)
     except ValueError as exc:
-        raise ConfigError(f"{name}: {var}={raw!r} is not a number") from exc
+        raise ConfigError(f"{name}: {var}={shown!r} is not a number") from exc
+    if isinstance(number, int):
+        if abs(number) >= 2**63:
+            raise ConfigError(f"{name}: {var}={shown!r} is out of range")
+        return number
+    if not math.isfinite(number):
+        raise ConfigError(f"{name}: {var}={shown!r} is not a finite number")
+    try:
+        return timedelta(seconds=number)
+    except OverflowError as exc:  # more days than a timedelta holds
+        raise ConfigError(f"{name}: {var}={shown!r} is out of range") from exc

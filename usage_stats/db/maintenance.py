@@ -9,6 +9,7 @@ depends on the cut-offs of the last day processed).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -107,18 +108,31 @@ async def _close_day(conn: asyncpg.Connection, s: str, calendar: Calendar, keep:
     today = day + timedelta(days=1)  # the day on which this processing is due
     month = month_of(today)
     cut = _cutoffs(calendar, keep, today, month)
-    await conn.execute(_ROLL_COUNTS.format(s=s), 1, cut["base"], 2, "day", zone)
-    await conn.execute(_ROLL_COUNTS.format(s=s), 2, cut["day"], 3, "month", zone)
-    await conn.execute(_ROLL_DISTINCT.format(s=s), cut["day"], zone)
-    await conn.execute(_MERGE_EVENTS.format(s=s), cut["event"])
-    await conn.execute(f"DELETE FROM {s}.counts WHERE start < $1", cut["purge"])
-    await conn.execute(f"DELETE FROM {s}.distinct_counts WHERE start < $1", cut["purge"])
+    # A cut-off before the first day a datetime can hold (keep_months=100000, say) has no older row.
+    if cut["base"] is not None:
+        await conn.execute(_ROLL_COUNTS.format(s=s), 1, cut["base"], 2, "day", zone)
+    if cut["day"] is not None:
+        await conn.execute(_ROLL_COUNTS.format(s=s), 2, cut["day"], 3, "month", zone)
+        await conn.execute(_ROLL_DISTINCT.format(s=s), cut["day"], zone)
+    if cut["event"] is not None:
+        await conn.execute(_MERGE_EVENTS.format(s=s), cut["event"])
+    if cut["purge"] is not None:
+        await conn.execute(f"DELETE FROM {s}.counts WHERE start < $1", cut["purge"])
+        await conn.execute(f"DELETE FROM {s}.distinct_counts WHERE start < $1", cut["purge"])
 
 
-def _cutoffs(calendar: Calendar, keep: Retention, today: date, month: date) -> dict[str, datetime]:
+def _cutoffs(calendar: Calendar, keep: Retention, today: date, month: date) -> dict[str, datetime | None]:
     return {
-        "base": calendar.day_start(today - timedelta(days=keep.keep_base_days)),
-        "day": calendar.day_start(today - timedelta(days=keep.keep_days)),
-        "event": calendar.day_start(add_months(month, -keep.keep_event_months)),
-        "purge": calendar.day_start(add_months(month, -keep.keep_months)),
+        "base": _start_of(calendar, lambda: today - timedelta(days=keep.keep_base_days)),
+        "day": _start_of(calendar, lambda: today - timedelta(days=keep.keep_days)),
+        "event": _start_of(calendar, lambda: add_months(month, -keep.keep_event_months)),
+        "purge": _start_of(calendar, lambda: add_months(month, -keep.keep_months)),
     }
+
+
+def _start_of(calendar: Calendar, day: Callable[[], date]) -> datetime | None:
+    """The start of `day()`, or None when it lies before what a datetime can hold (no row is older)."""
+    try:
+        return calendar.day_start(day())
+    except (OverflowError, ValueError):  # "year 0 is out of range", "date value out of range"
+        return None
