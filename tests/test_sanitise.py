@@ -24,3 +24,11 @@ def test_unpaired_surrogates_are_replaced() -> None:
 
 def test_non_strings_become_text() -> None:
     assert clean_name(42) == "42"
+
+
+def test_a_name_whose_str_raises_becomes_other() -> None:
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    assert clean_name(Unprintable()) == "<other>"

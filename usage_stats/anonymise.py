@@ -7,6 +7,8 @@ import ipaddress
 import secrets
 from datetime import date
 
+from .bounds import bounded_key
+
 __all__ = ["AddressCutter", "KeyEncoder", "MemoryPseudonyms", "cut_address", "keyed_hash"]
 
 _CACHE_LIMIT = 65_536
@@ -99,7 +101,8 @@ class KeyEncoder:
     """Turns a distinct key (a user ID or a cut address) into the bytes stored for its day.
 
     `hashed`: a keyed hash with the day's salt (shared by every process through the database);
-    `memory`: a random stand-in held in this process; `database`: the text itself.
+    `memory`: a random stand-in held in this process; `database`: the text itself, or its SHA-256
+    digest when longer than `MAX_KEY_BYTES` (see `bounded_key`), so that no ID is too long to index.
     """
 
     def __init__(self, scheme: str) -> None:
@@ -113,4 +116,4 @@ class KeyEncoder:
             return keyed_hash(salt, kind, value)
         if self.scheme == "memory":
             return self._pseudonyms.user(day, value) if kind == "u" else self._pseudonyms.visitor(day, value)
-        return value.encode("utf-8", "replace")
+        return bounded_key(value.encode("utf-8", "surrogatepass"))

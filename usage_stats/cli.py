@@ -20,6 +20,7 @@ from .config import UsageConfig
 from .db import maintenance, query
 from .db.connect import connect, schema_version
 from .db.migrations import migrate
+from .db.store import check_database
 from .embedded import start_embedded
 from .errors import ConfigError, StoreUnavailableError, UsageStatsError
 from .periods import Calendar
@@ -163,6 +164,7 @@ async def _mark(conn: Connection, args: argparse.Namespace, config: UsageConfig,
     name, category = clean_name(args.name).strip(), clean_name(args.category).strip()
     if not name or not category:
         raise UsageError("a mark needs a non-empty name and category")
+    await check_database(conn)
     await migrate(conn, config.schema)
     at = datetime.now(UTC)
     await query.add_mark(conn, config.schema, name, category, at)
@@ -202,6 +204,7 @@ async def _maintain(conn: Connection, args: argparse.Namespace, config: UsageCon
 
 async def _migrate(conn: Connection, args: argparse.Namespace, config: UsageConfig, out: TextIO) -> int:
 
+    await check_database(conn)
     applied = await migrate(conn, config.schema)
     version = await schema_version(conn, config.schema)
     state = f"applied {applied} migration(s)" if applied else "already up to date"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .counters import OTHER
+
 __all__ = ["MAX_NAME", "clean_name"]
 
 MAX_NAME = 200
@@ -11,9 +13,16 @@ def clean_name(name: object) -> str:
     """`name` as storable text: a string without NUL or unpaired surrogates, at most `MAX_NAME` characters.
 
     Names are stored verbatim otherwise (quotes, semicolons and SQL are only data: every query is
-    parameterised).
+    parameterised). Anything else is stored as `str(name)`, or as `<other>` when that raises: a name
+    that cannot be turned into text must not make a flush fail.
     """
-    text = name if isinstance(name, str) else str(name)
+    if isinstance(name, str):
+        text = name
+    else:
+        try:
+            text = str(name)
+        except Exception:
+            text = OTHER
     if "\x00" in text:
         text = text.replace("\x00", "")
     if len(text) > MAX_NAME:

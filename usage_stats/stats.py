@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 
 from .anonymise import AddressCutter, KeyEncoder
+from .bounds import check_count
 from .config import UsageConfig
 from .counters import Counters, Pending
 from .db import maintenance, query
 from .db.flush import cap_period_keys, write_pending
+from .db.isolate import write_isolating
 from .db.store import Store
 from .embedded import start_embedded
 from .errors import StoreUnavailableError, UsageStatsError
@@ -105,9 +107,14 @@ class UsageStats:
         self._counters.add(category, event, 1)
 
     def add(self, event: str, category: str, n: int) -> None:
-        """Add `n` occurrences of `event` in `category` (zero is ignored)."""
+        """Add `n` occurrences of `event` in `category` (zero is ignored).
+
+        `n` must be an integer (not a bool) in the signed 64-bit range: anything else raises
+        `TypeError` or `ValueError` here, at the call, rather than failing a flush later.
+        """
+        n = check_count(n)
         if n:
-            self._counters.add(category, event, int(n))
+            self._counters.add(category, event, n)
 
     def seen_user(self, user_id: object, category: str = "user") -> None:
         """Count a signed-in user once per day (the ID is pseudonymised before it is stored)."""
@@ -247,13 +254,17 @@ class UsageStats:
             result = None
             try:
                 async with store.connection() as conn:
-                    result = await write_pending(
-                        conn,
-                        self.config.schema,
-                        level=self._level,
-                        pending=taken,
-                        encode=self._encode_key,
-                        salts=self._salts,
+                    # A value the database refuses is dropped (and logged) rather than failing every flush.
+                    result = await write_isolating(
+                        lambda guard: write_pending(
+                            conn,
+                            self.config.schema,
+                            level=self._level,
+                            pending=taken,
+                            encode=self._encode_key,
+                            salts=self._salts,
+                            guard=guard,
+                        )
                     )
             except BaseException:
                 if result is None:  # not committed: keep the counts for the next flush

@@ -9,11 +9,14 @@ from datetime import date
 
 import asyncpg
 
+from ..bounds import BIGINT_MAX, BIGINT_MIN, saturate
 from ..counters import OTHER, STATUS, Pending
 from ..periods import utc
 from ..sanitise import clean_name
+from .isolate import ExecuteRows, RowGuard, execute_rows
 from .migrations import LOCK_DAY_END, quote_ident
 from .salts import load_salts
+from .saturating import saturating
 
 __all__ = ["FlushResult", "KeyEncoder", "cap_period_keys", "write_pending"]
 
@@ -24,12 +27,14 @@ KeyEncoder = Callable[[date, str, str, bytes | None], bytes]
 
 KEY_CHUNK = 10_000  # distinct keys per INSERT statement
 
-_UPSERT_COUNTS = """
+# Additive, saturating at the bounds of bigint (a stored sum that overflowed would fail every flush).
+_UPSERT_COUNTS = saturating("""
 INSERT INTO {s}.counts AS c (level, start, category, event, value)
 SELECT $1, k.start, k.category, k.event, k.value
 FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::bigint[]) AS k(start, category, event, value)
-ON CONFLICT (level, start, category, event) DO UPDATE SET value = c.value + excluded.value
-"""
+ON CONFLICT (level, start, category, event)
+DO UPDATE SET value = least(greatest(c.value::numeric + excluded.value, {lo}), {hi})
+""")
 
 _INSERT_KEYS = """
 INSERT INTO {s}.seen_keys (day, category, key)
@@ -55,15 +60,18 @@ async def write_pending(
     pending: Pending,
     encode: KeyEncoder,
     salts: dict[date, bytes] | None,
+    guard: RowGuard | None = None,
 ) -> FlushResult:
     """Write `pending` in one transaction.
 
     Counts are added to what is stored. Distinct keys go in once (duplicates from other processes
     are ignored); keys of a day that day-end maintenance has already processed are dropped and
     logged, never counted twice. `salts` (the `hashed` scheme) caches each day's shared salt, read or
-    created in a transaction of its own first (see `salts.py`).
+    created in a transaction of its own first (see `salts.py`). With a `guard` (see
+    `isolate.write_isolating`), rows that the database refuses are dropped instead of failing the flush.
     """
     s = quote_ident(schema)
+    execute: ExecuteRows = execute_rows if guard is None else guard
     counts = _count_arrays(pending)
     days = [d for d, seen in pending.seen.items() if any(seen.values())]
     if salts is not None:
@@ -82,10 +90,10 @@ async def write_pending(
             )
         keys = 0
         for chunk in _key_chunks(pending, live_days, encode, salts):
-            await conn.execute(_INSERT_KEYS.format(s=s), *chunk)
+            await execute(conn, _INSERT_KEYS.format(s=s), (), chunk, what="distinct key")
             keys += len(chunk[0])
         if counts[0]:
-            await conn.execute(_UPSERT_COUNTS.format(s=s), level, *counts)
+            await execute(conn, _UPSERT_COUNTS.format(s=s), (level,), counts, what="count row")
     return FlushResult(len(counts[0]), keys, dropped)
 
 
@@ -118,11 +126,18 @@ def _count_arrays(pending: Pending) -> tuple[list[object], list[str], list[str],
                 merged[key] = merged.get(key, 0) + n
     # Sorted, so that concurrent flushes from several processes lock rows in the same order.
     ordered = sorted(merged.items())
+    values = [n for _, n in ordered]
+    if values and (min(values) < BIGINT_MIN or max(values) > BIGINT_MAX):
+        logger.warning(
+            "usage_stats: %d count(s) summed beyond the 64-bit range in memory; stored at the range's bound",
+            sum(1 for n in values if saturate(n) != n),
+        )
+        values = [saturate(n) for n in values]
     return (
         [utc(k[0]) for k, _ in ordered],
         [k[1] for k, _ in ordered],
         [k[2] for k, _ in ordered],
-        [n for _, n in ordered],
+        values,
     )
 
 

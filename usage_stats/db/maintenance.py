@@ -17,6 +17,7 @@ import asyncpg
 
 from ..periods import Calendar, add_months, month_of
 from .migrations import LOCK_DAY_END, quote_ident
+from .saturating import saturating
 
 __all__ = ["Retention", "maintain"]
 
@@ -28,16 +29,19 @@ SELECT 2, $2, category, count(*) FROM {s}.seen_keys WHERE day = $1 GROUP BY cate
 ON CONFLICT (level, start, category) DO UPDATE SET value = d.value + excluded.value
 """
 
-# Moves rows of one level older than a cut-off into the next level, summed per parent period.
-_ROLL_COUNTS = """
+# Moves rows of one level older than a cut-off into the next level, summed per parent period; sums
+# saturate at the bounds of bigint, since a day whose roll-up failed would block every later day.
+_ROLL_COUNTS = saturating("""
 WITH moved AS (
     DELETE FROM {s}.counts WHERE level = $1 AND start < $2
     RETURNING start, category, event, value
 )
 INSERT INTO {s}.counts AS c (level, start, category, event, value)
-SELECT $3, date_trunc($4, start, $5), category, event, sum(value) FROM moved GROUP BY 2, 3, 4
-ON CONFLICT (level, start, category, event) DO UPDATE SET value = c.value + excluded.value
-"""
+SELECT $3, date_trunc($4, start, $5), category, event, least(greatest(sum(value), {lo}), {hi})
+FROM moved GROUP BY 2, 3, 4
+ON CONFLICT (level, start, category, event)
+DO UPDATE SET value = least(greatest(c.value::numeric + excluded.value, {lo}), {hi})
+""")
 
 _ROLL_DISTINCT = """
 WITH moved AS (
@@ -48,14 +52,15 @@ SELECT 3, date_trunc('month', start, $2), category, sum(value) FROM moved GROUP 
 ON CONFLICT (level, start, category) DO UPDATE SET value = d.value + excluded.value
 """
 
-_MERGE_EVENTS = """
+_MERGE_EVENTS = saturating("""
 WITH moved AS (
     DELETE FROM {s}.counts WHERE level = 3 AND start < $1 RETURNING start, category, value
 )
 INSERT INTO {s}.counts AS c (level, start, category, event, value)
-SELECT 4, start, category, '<all>', sum(value) FROM moved GROUP BY 2, 3
-ON CONFLICT (level, start, category, event) DO UPDATE SET value = c.value + excluded.value
-"""
+SELECT 4, start, category, '<all>', least(greatest(sum(value), {lo}), {hi}) FROM moved GROUP BY 2, 3
+ON CONFLICT (level, start, category, event)
+DO UPDATE SET value = least(greatest(c.value::numeric + excluded.value, {lo}), {hi})
+""")
 
 
 @dataclass(frozen=True)

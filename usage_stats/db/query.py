@@ -8,6 +8,7 @@ from datetime import date, datetime
 import asyncpg
 
 from .migrations import quote_ident
+from .saturating import saturating
 
 __all__ = ["PeriodCounts", "add_mark", "count_rows", "distinct_rows", "go_live", "marks", "maintained_through"]
 
@@ -16,15 +17,16 @@ __all__ = ["PeriodCounts", "add_mark", "count_rows", "distinct_rows", "go_live",
 PeriodCounts = tuple[datetime, list[str], list[str], list[bool], list[int], bool]
 
 # Rows already at the period's granularity are read as they are, along the primary key; only finer
-# rows (not rolled up yet) are summed per period. Grouping every row costs ten times the scan.
-_COUNTS_PER_PERIOD = """
+# rows (not rolled up yet) are summed per period (saturating at the bounds of bigint). Grouping every
+# row costs ten times the scan.
+_COUNTS_PER_PERIOD = saturating("""
 WITH r AS (
     SELECT start AS p, category, event, level = 4 AS total, value, false AS merged
     FROM {s}.counts
     WHERE level = ANY($3::smallint[]) AND start >= $5 AND start < $6
       AND ($7::text[] IS NULL OR category = ANY($7::text[]))
     UNION ALL
-    SELECT date_trunc($1, start, $2), category, event, false, sum(value)::bigint, true
+    SELECT date_trunc($1, start, $2), category, event, false, least(greatest(sum(value), {lo}), {hi})::bigint, true
     FROM {s}.counts
     WHERE level = ANY($4::smallint[]) AND start >= $5 AND start < $6
       AND ($7::text[] IS NULL OR category = ANY($7::text[]))
@@ -32,7 +34,7 @@ WITH r AS (
 )
 SELECT p, array_agg(category), array_agg(event), array_agg(total), array_agg(value), bool_or(merged)
 FROM r GROUP BY p
-"""
+""")
 
 
 async def count_rows(

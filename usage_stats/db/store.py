@@ -10,10 +10,10 @@ import anyio
 import asyncpg
 
 from ..config import redact_dsn
-from ..errors import StoreUnavailableError
+from ..errors import ConfigError, StoreUnavailableError
 from .migrations import migrate
 
-__all__ = ["DRIVER_ERRORS", "Store"]
+__all__ = ["DRIVER_ERRORS", "Store", "check_database"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,8 @@ class Store:
 
     @classmethod
     async def open(cls, dsn: str, schema: str, *, max_size: int = 4) -> Store:
-        """Connect and create or migrate the schema; raises `StoreUnavailableError` on failure."""
+        """Connect, check the database and create or migrate the schema; raises `StoreUnavailableError`
+        on failure and `ConfigError` for a database that cannot hold the statistics."""
         try:
             pool = await asyncpg.create_pool(
                 dsn,
@@ -54,6 +55,7 @@ class Store:
         store = cls(pool, schema)
         try:
             async with store.connection() as conn:
+                await check_database(conn)
                 await migrate(conn, schema)
         except BaseException:
             pool.terminate()
@@ -80,3 +82,19 @@ class Store:
         if scope.cancelled_caught:
             logger.warning("usage_stats: connections did not close within %.1f s; terminated them", grace)
             self.pool.terminate()
+
+
+async def check_database(conn: asyncpg.Connection) -> None:
+    """Refuse, with a `ConfigError`, a database that cannot store every name and ID as recorded.
+
+    Only a UTF8 database can: in any other encoding (LATIN1, SQL_ASCII...) one name such as "✓"
+    would make every flush that carries it fail, or be stored as bytes that no longer compare equal.
+    Call it on a reachable database before anything is written (start-up, `usage-stats migrate`).
+    """
+    encoding = await conn.fetchval("SELECT current_setting('server_encoding')")
+    if encoding != "UTF8":
+        name = await conn.fetchval("SELECT current_database()")
+        raise ConfigError(
+            f"dsn: database {name!r} has encoding {encoding}; usage_stats needs a UTF8 database "
+            "(CREATE DATABASE ... ENCODING 'UTF8')"
+        )
