@@ -23,6 +23,7 @@ from .db import maintenance, query
 from .db.flush import cap_period_keys, write_pending
 from .db.isolate import write_isolating
 from .db.store import Store
+from .delivery import Attempt, Batch, Delivery
 from .embedded import start_embedded
 from .errors import StoreUnavailableError, UsageStatsError
 from .periods import Calendar, utc
@@ -88,6 +89,7 @@ class UsageStats:
         self._admitted: dict[int, set[tuple[str, str]]] = {}  # count keys flushed per base period
         self._encode_key = KeyEncoder(self.config.user_ids)
         self._salts: dict[date, bytes] | None = {} if self.config.user_ids == "hashed" else None
+        self._delivery = Delivery()
         self._level = 2 if self.config.base_period == timedelta(days=1) else 1
         self._state = _State.UNOPENED
         self._store: Store | None = None
@@ -195,6 +197,14 @@ class UsageStats:
                     logger.exception("usage_stats: final flush failed")
             if scope.cancelled_caught:
                 logger.error("usage_stats: final flush did not finish within %.1f s", timeout)
+            in_doubt = self._delivery.in_doubt
+            if in_doubt is not None:
+                logger.error(
+                    "usage_stats: shutting down with a flush of %d counts and %d distinct keys whose COMMIT got "
+                    "no answer: the database may or may not have stored it",
+                    in_doubt.pending.total_counts,
+                    in_doubt.pending.total_keys,
+                )
             lost = self._counters.peek()
             if lost:
                 logger.error(
@@ -243,34 +253,35 @@ class UsageStats:
         await self._flush_now()
 
     async def _flush_now(self) -> None:
-        store = self._store
-        assert store is not None
         async with self._flush_lock:
             await self._call_before_flush()
+            await self._delivery.settle(self._write)  # a batch in doubt goes first, under its own id
             taken = self._counters.take()
             if not taken:
                 return
             cap_period_keys(taken, self._admitted, self.config.max_keys_per_period)
-            result = None
-            try:
-                async with store.connection() as conn:
-                    # A value the database refuses is dropped (and logged) rather than failing every flush.
-                    result = await write_isolating(
-                        lambda guard: write_pending(
-                            conn,
-                            self.config.schema,
-                            level=self._level,
-                            pending=taken,
-                            encode=self._encode_key,
-                            salts=self._salts,
-                            guard=guard,
-                        )
-                    )
-            except BaseException:
-                if result is None:  # not committed: keep the counts for the next flush
-                    self._counters.restore(taken)
-                raise  # committed, then cancelled or failed while releasing the connection
-            logger.debug("usage_stats: flushed %d count rows and %d keys", result.count_rows, result.keys)
+            await self._delivery.send(taken, self._write, self._counters.restore)
+
+    async def _write(self, batch: Batch, attempt: Attempt) -> None:
+        store = self._store
+        assert store is not None
+        async with store.connection() as conn:
+            # A value the database refuses is dropped (and logged) rather than failing every flush.
+            result = await write_isolating(
+                lambda guard: write_pending(
+                    conn,
+                    self.config.schema,
+                    level=self._level,
+                    pending=batch.pending,
+                    encode=self._encode_key,
+                    salts=self._salts,
+                    flush=batch.id,
+                    at=utc(self._now()),
+                    attempt=attempt,
+                    guard=guard,
+                )
+            )
+        logger.debug("usage_stats: flushed %d count rows and %d keys", result.count_rows, result.keys)
 
     async def _call_before_flush(self) -> None:
         if self._before_flush is None:
@@ -345,7 +356,9 @@ class UsageStats:
         async with self._flush_lock:
             pass  # a flush in progress finishes first
         self._counters.drain()
-        if any(day <= last_ended and any(seen.values()) for day, seen in self._counters.peek().seen.items()):
+        if self._delivery.in_doubt is not None or any(
+            day <= last_ended and any(seen.values()) for day, seen in self._counters.peek().seen.items()
+        ):
             await self._flush_now()
 
     async def _maintain_loop(self) -> None:

@@ -1,7 +1,8 @@
 """A loopback proxy that reads PostgreSQL's message framing and injects a fault at a chosen statement.
 
 A fault is armed for the next execution of a statement whose SQL contains a given text (a simple
-query such as `COMMIT`, or a prepared statement when it is bound). Actions:
+query such as `COMMIT`, or a prepared statement when it is bound), optionally only in a transaction
+that executed a statement containing another text before (`within`). Actions:
 
 - `cut_before`: close both connections instead of forwarding the statement (the server never gets it);
 - `cut_after`: forward it, wait for the server's answer, drop the answer and close both connections
@@ -35,10 +36,12 @@ ACTIONS = ("cut_before", "cut_after", "kill_before", "kill_after")
 
 @dataclass
 class Fault:
-    """One armed fault: `action` at the next execution of SQL containing `match` (case-insensitive)."""
+    """One armed fault: `action` at the next execution of SQL containing `match` (case-insensitive),
+    in a transaction that executed SQL containing `within` before, if given."""
 
     match: str
     action: str
+    within: str | None = None
     fired: bool = False
 
 
@@ -48,6 +51,7 @@ class _Link:
     server: asyncio.StreamWriter
     pid: int = 0
     statements: dict[str, str] = field(default_factory=dict)  # prepared statement name -> SQL
+    transaction: list[str] = field(default_factory=list)  # SQL executed since the last COMMIT or ROLLBACK
     after: Fault | None = None  # a fault waiting for the server's next answer
 
 
@@ -87,11 +91,11 @@ class WireProxy:
         self._thread.join(5)
         self._loop.close()
 
-    def arm(self, match: str, action: str) -> Fault:
+    def arm(self, match: str, action: str, *, within: str | None = None) -> Fault:
         """Inject `action` at the next execution of a statement whose SQL contains `match`."""
         if action not in ACTIONS:
             raise ValueError(action)
-        fault = Fault(match.lower(), action)
+        fault = Fault(match.lower(), action, None if within is None else within.lower())
         with self._lock:
             self.faults.append(fault)
         return fault
@@ -117,11 +121,13 @@ class WireProxy:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _take(self, sql: str) -> Fault | None:
+    def _take(self, link: _Link, sql: str) -> Fault | None:
         text = sql.lower()
         with self._lock:
             for fault in self.faults:
-                if fault.match in text:
+                if fault.match in text and (
+                    fault.within is None or any(fault.within in done for done in link.transaction)
+                ):
                     self.faults.remove(fault)
                     return fault
         return None
@@ -151,7 +157,12 @@ class WireProxy:
                 head = await reader.readexactly(4)
                 body = await reader.readexactly(int.from_bytes(head, "big") - 4)
                 sql = self._executed_sql(link, kind, body)
-                fault = self._take(sql) if sql is not None else None
+                fault = None
+                if sql is not None:
+                    fault = self._take(link, sql)
+                    link.transaction.append(sql.lower())
+                    if sql.lstrip().upper().startswith(("COMMIT", "ROLLBACK")):
+                        link.transaction.clear()
                 if fault is not None:
                     fault.fired = True
                     self.fired.append(fault)

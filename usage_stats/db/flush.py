@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 import asyncpg
 
 from ..bounds import BIGINT_MAX, BIGINT_MIN, saturate
 from ..counters import OTHER, STATUS, Pending
+from ..delivery import Attempt, FlushId
 from ..periods import utc
 from ..sanitise import clean_name
+from . import ledger
 from .isolate import ExecuteRows, RowGuard, execute_rows
 from .migrations import LOCK_DAY_END, quote_ident
 from .salts import load_salts
@@ -50,6 +52,7 @@ class FlushResult:
     count_rows: int
     keys: int
     dropped_keys: int
+    already_stored: bool = False
 
 
 async def write_pending(
@@ -60,6 +63,9 @@ async def write_pending(
     pending: Pending,
     encode: KeyEncoder,
     salts: dict[date, bytes] | None,
+    flush: FlushId,
+    at: datetime,
+    attempt: Attempt,
     guard: RowGuard | None = None,
 ) -> FlushResult:
     """Write `pending` in one transaction.
@@ -69,6 +75,10 @@ async def write_pending(
     logged, never counted twice. `salts` (the `hashed` scheme) caches each day's shared salt, read or
     created in a transaction of its own first (see `salts.py`). With a `guard` (see
     `isolate.write_isolating`), rows that the database refuses are dropped instead of failing the flush.
+
+    The transaction records `flush` in the ledger first; if it is there already (an earlier attempt
+    committed), nothing is written and the result says `already_stored`. `attempt` tells the caller
+    how far the write got when it fails: once COMMIT is sent the outcome is unknown.
     """
     s = quote_ident(schema)
     execute: ExecuteRows = execute_rows if guard is None else guard
@@ -79,6 +89,10 @@ async def write_pending(
     async with conn.transaction():
         # Shared: flushes run side by side, but never while a day is being closed.
         await conn.execute("SELECT pg_advisory_xact_lock_shared(hashtext($1), $2)", schema, LOCK_DAY_END)
+        if not await ledger.claim(conn, s, flush, at):
+            attempt.committing = True
+            attempt.already_stored = True
+            return FlushResult(0, 0, 0, already_stored=True)
         done = await conn.fetchval(f"SELECT maintained_through FROM {s}.state")
         live_days = [d for d in days if done is None or d > done]
         dropped = sum(len(v) for d in days if d not in live_days for v in pending.seen[d].values())
@@ -94,6 +108,8 @@ async def write_pending(
             keys += len(chunk[0])
         if counts[0]:
             await execute(conn, _UPSERT_COUNTS.format(s=s), (level,), counts, what="count row")
+        attempt.committing = True  # all that is left is COMMIT: a failure from here leaves the outcome unknown
+    attempt.committed = True
     return FlushResult(len(counts[0]), keys, dropped)
 
 

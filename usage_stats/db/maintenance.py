@@ -16,6 +16,7 @@ from datetime import date, datetime, timedelta
 import asyncpg
 
 from ..periods import Calendar, add_months, month_of
+from . import ledger
 from .migrations import LOCK_DAY_END, quote_ident
 from .saturating import saturating
 
@@ -109,6 +110,7 @@ async def _close_day(conn: asyncpg.Connection, s: str, calendar: Calendar, keep:
     await conn.execute(_CLOSE_DAY.format(s=s), day, calendar.day_start(day))
     await conn.execute(f"DELETE FROM {s}.seen_keys WHERE day <= $1", day)
     await conn.execute(f"DELETE FROM {s}.salts WHERE day <= $1", day)
+    await ledger.prune(conn, s, calendar.day_start(day - timedelta(days=ledger.KEEP_DAYS)))
 
     today = day + timedelta(days=1)  # the day on which this processing is due
     month = month_of(today)
