@@ -8,13 +8,15 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import anyio.to_thread
 import asyncpg
 import pytest
 
 from tests.conftest import FakeClock, StatsFactory
+from usage_stats import ConfigError
 from usage_stats.cli import main
 from usage_stats.db.migrations import MIGRATIONS
 from usage_stats.textout import render_text
@@ -143,11 +145,16 @@ async def snapshot(db: asyncpg.Connection, schema: str) -> dict[str, list[asyncp
 async def test_mark_maintain_and_migrate(
     make_stats: StatsFactory, clock: FakeClock, pg_dsn: str, schema: str, db: asyncpg.Connection
 ) -> None:
+    version = MIGRATIONS[-1][0]
+    recorded = "settings: timezone 'UTC', base_period 3600 s, user_ids 'hashed'\n"
     status, out, _ = await run(*target(pg_dsn, schema), "migrate")
-    last = MIGRATIONS[-1][0]
-    assert (status, out) == (0, f"schema {schema}: applied {len(MIGRATIONS)} migration(s), at version {last}\n")
-    again = (await run(*target(pg_dsn, schema), "migrate"))[1]
-    assert again == f"schema {schema}: already up to date, at version {last}\n"
+    assert (status, out) == (
+        0,
+        f"schema {schema}: applied {len(MIGRATIONS)} migration(s), at version {version}\n{recorded}",
+    )
+    assert (await run(*target(pg_dsn, schema), "migrate"))[1] == (
+        f"schema {schema}: already up to date, at version {version}\n{recorded}"
+    )
     assert (await run(*target(pg_dsn, schema), "maintain"))[1].startswith(
         "nothing to maintain: the service has not gone live"
     )
@@ -242,3 +249,122 @@ def test_console_script_and_module_in_a_real_process() -> None:
         assert "Traceback" not in done.stderr
         assert "s3cret" not in done.stderr
     assert _process([script, "report", "--period", "year"]).returncode == 2
+
+
+AUCKLAND = ZoneInfo("Pacific/Auckland")
+
+
+async def seed_auckland_days(make_stats: StatsFactory, clock: FakeClock) -> None:
+    """Three days of counts and visitors of an Auckland service, ending a day ago, not maintained."""
+    clock.set(datetime.now(AUCKLAND).replace(hour=12, minute=0) - timedelta(days=4))  # noon in Auckland
+    async with make_stats(timezone="Pacific/Auckland") as stats:
+        for n in (2, 5, 3):
+            clock.advance(days=1)
+            stats.add("/items/{item_id}", "page", n)
+            stats.seen_visitor(f"198.51.100.{n}")
+            await stats.flush()
+
+
+async def test_maintain_without_a_zone_in_the_environment_uses_the_recorded_zone(
+    make_stats: StatsFactory,
+    clock: FakeClock,
+    pg_dsn: str,
+    schema: str,
+    db: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await seed_auckland_days(make_stats, clock)
+    for name in ("TIMEZONE", "BASE_PERIOD", "USER_IDS"):
+        monkeypatch.delenv(f"USAGE_STATS_{name}", raising=False)
+    status, out, err = await run(*target(pg_dsn, schema), "maintain")
+    assert (status, err) == (0, "")
+    last_ended = (datetime.now(AUCKLAND) - timedelta(minutes=10)).date() - timedelta(days=1)
+    assert out.endswith(f" to {last_ended}\n")
+    assert await db.fetchval(f'SELECT maintained_through FROM "{schema}".state') == last_ended
+    # Every day row (rolled up from base rows) and every distinct row starts at an Auckland midnight.
+    day_rows = await db.fetch(f'SELECT start, value FROM "{schema}".counts WHERE level = 2')
+    distinct = await db.fetch(f'SELECT start, value FROM "{schema}".distinct_counts WHERE level = 2')
+    assert day_rows
+    assert distinct
+    for row in [*day_rows, *distinct]:
+        assert row["start"].astimezone(AUCKLAND).time() == time(0), row["start"]
+    assert await db.fetchval(f'SELECT sum(value) FROM "{schema}".counts') == 10  # nothing lost or doubled
+    pending = await db.fetchval(f'SELECT count(*) FROM "{schema}".seen_keys')  # 1 just after an Auckland midnight
+    assert await db.fetchval(f'SELECT sum(value) FROM "{schema}".distinct_counts') + pending == 3
+
+
+async def test_an_environment_that_disagrees_with_the_schema_is_a_usage_error(
+    make_stats: StatsFactory, clock: FakeClock, pg_dsn: str, schema: str, db: asyncpg.Connection
+) -> None:
+    await seed_auckland_days(make_stats, clock)
+    before = await snapshot(db, schema)
+    for command in ("maintain", "report", "mark"):
+        argv = [command, "deploy"] if command == "mark" else [command]
+        status, out, err = await run(*target(pg_dsn, schema), *argv, env={"USAGE_STATS_TIMEZONE": "UTC"})
+        assert (status, out) == (2, "")
+        assert err.count("\n") == 1
+        assert err.startswith("usage-stats: error: timezone: the environment says 'UTC' but schema")
+        assert "records 'Pacific/Auckland'" in err
+    assert await snapshot(db, schema) == before  # nothing maintained or marked
+    status, _, _ = await run(*target(pg_dsn, schema), "maintain", env={"USAGE_STATS_TIMEZONE": "Pacific/Auckland"})
+    assert status == 0  # the same value, given explicitly, is fine
+
+
+async def recorded_settings(db: asyncpg.Connection, schema: str) -> tuple[object, ...]:
+    return tuple(await db.fetchrow(f'SELECT timezone, base_period, user_ids FROM "{schema}".settings') or ())
+
+
+async def test_settings_command_shows_and_changes_only_what_can_be_converted(
+    make_stats: StatsFactory, clock: FakeClock, pg_dsn: str, schema: str, db: asyncpg.Connection
+) -> None:
+    here = target(pg_dsn, schema)
+    status, out, _ = await run(*here, "migrate", env={"USAGE_STATS_TIMEZONE": "Europe/Berlin"})
+    assert out.endswith("settings: timezone 'Europe/Berlin', base_period 3600 s, user_ids 'hashed'\n")
+    assert await run(*here, "settings") == (
+        0,
+        f"schema {schema}: timezone 'Europe/Berlin', base_period 3600 s, user_ids 'hashed'\n",
+        "",
+    )
+    # Nothing stored yet: any setting may change (the environment does not matter here).
+    status, out, _ = await run(
+        *here,
+        "settings",
+        "--timezone",
+        "Pacific/Auckland",
+        "--base-period",
+        "1800",
+        env={"USAGE_STATS_TIMEZONE": "UTC"},
+    )
+    assert status == 0
+    assert out.startswith(
+        f"schema {schema}: recorded timezone 'Pacific/Auckland', base_period 1800 s, user_ids 'hashed'"
+    )
+    stored = await recorded_settings(db, schema)
+    assert stored == ("Pacific/Auckland", timedelta(minutes=30), "hashed")
+    with pytest.raises(ConfigError, match=r"^timezone: this process has 'Europe/Berlin'"):
+        await make_stats(timezone="Europe/Berlin", base_period=timedelta(minutes=30)).start()
+
+    async with make_stats(timezone="Pacific/Auckland", base_period=timedelta(minutes=30)) as stats:
+        stats.count("/a", "page")
+        stats.seen_user("alice")
+        await stats.flush()
+    refused = [
+        (["--timezone", "UTC"], "timezone: cannot change 'Pacific/Auckland' to 'UTC'", "count rows"),
+        (["--base-period", "3600"], "base_period: cannot change 1800 s to 3600 s", "count rows"),
+        (["--user-ids", "database"], "user_ids: cannot change 'hashed' to 'database'", "distinct keys"),
+    ]
+    for argv, message, why in refused:
+        status, out, err = await run(*here, "settings", *argv)
+        assert (status, out) == (2, "")
+        assert err.startswith(f"usage-stats: error: {message}: schema {schema!r} holds 1 {why}")
+        assert err.count("\n") == 1
+    assert await recorded_settings(db, schema) == stored
+    status, _, err = await run(*here, "settings", "--timezone", "Nowhere/Land")
+    assert (status, err) == (2, "usage-stats: error: timezone: 'Nowhere/Land' is not an IANA time zone\n")
+    assert (await run(*here, "settings", "--timezone", "Pacific/Auckland"))[1].startswith(
+        f"schema {schema}: unchanged, timezone 'Pacific/Auckland'"
+    )
+    # Once day-end maintenance deleted the pending keys, the scheme may change; counts do not depend on it.
+    await db.execute(f'DELETE FROM "{schema}".seen_keys')
+    assert (await run(*here, "settings", "--user-ids", "database"))[0] == 0
+    assert await db.fetchval(f'SELECT user_ids FROM "{schema}".settings') == "database"

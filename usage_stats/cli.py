@@ -1,13 +1,16 @@
-"""`usage-stats`: report, mark, maintain and migrate from a shell.
+"""`usage-stats`: report, mark, maintain, migrate and settings from a shell.
 
 Configuration is read like `UsageConfig.from_env()` (USAGE_STATS_DSN, USAGE_STATS_SCHEMA, ...), with
-`--dsn` and `--schema` overriding. Exit status: 0 success, 1 the database failed, 2 a usage error.
-Errors are one line on stderr.
+`--dsn` and `--schema` overriding. `timezone`, `base_period` and `user_ids` come from the schema
+where they are recorded and the environment is silent; an environment that disagrees is a usage
+error. Exit status: 0 success, 1 the database failed, 2 a usage error. Errors are one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -20,6 +23,7 @@ from .config import UsageConfig
 from .db import maintenance, query
 from .db.connect import connect, schema_version
 from .db.migrations import migrate
+from .db.settings import RECORDED, Settings, adopt_settings, change_settings, record_settings, stored_settings
 from .db.store import check_database
 from .embedded import start_embedded
 from .errors import ConfigError, StoreUnavailableError, UsageStatsError
@@ -85,7 +89,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("maintain", parents=[common], help="run roll-ups and retention for ended days")
     commands.add_parser("migrate", parents=[common], help="create or update the schema")
+
+    settings = commands.add_parser(
+        "settings",
+        parents=[common],
+        help="show, or change on purpose, the settings recorded in the schema",
+        description="Without options, show the timezone, base period and user ID scheme recorded in the schema. "
+        "With options, record new values: timezone and base period only while the schema holds no counts "
+        "or distinct keys, user IDs only while no distinct keys wait for day-end maintenance. Stop every "
+        "process first; each must then start with the new values. The environment is ignored here.",
+    )
+    settings.add_argument("--timezone", metavar="ZONE", help="IANA time zone, e.g. Pacific/Auckland")
+    settings.add_argument("--base-period", type=_seconds, metavar="SECONDS", help="e.g. 3600")
+    settings.add_argument("--user-ids", choices=("hashed", "memory", "database"))
     return parser
+
+
+def _seconds(text: str) -> timedelta:
+    try:
+        return timedelta(seconds=int(text))
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
 
 
 def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
@@ -96,7 +120,8 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
         args = build_parser().parse_args(argv)
         overrides = {name: getattr(args, name) for name in ("dsn", "schema") if name in args}
         config = UsageConfig.from_env(**overrides)
-        return anyio.run(_run, args, config, out)
+        explicit = frozenset(name for name in RECORDED if f"USAGE_STATS_{name.upper()}" in os.environ)
+        return anyio.run(_run, args, config, explicit, out)
     except (UsageError, ConfigError) as exc:
         print(f"{PROG}: error: {_one_line(exc)}", file=err)
         return EXIT_USAGE
@@ -115,12 +140,14 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-async def _run(args: argparse.Namespace, config: UsageConfig, out: TextIO) -> int:
+async def _run(args: argparse.Namespace, config: UsageConfig, explicit: frozenset[str], out: TextIO) -> int:
 
     dsn, _server = config.dsn, None
     if dsn is None:  # like the example app: the embedded server, kept alive by `_server` until we return
         dsn, _server = await start_embedded()
     async with connect(dsn, read_only=args.command == "report") as conn:
+        if args.command != "settings":
+            config = adopt_settings(config, await stored_settings(conn, config.schema), explicit)
         return await _COMMANDS[args.command](conn, args, config, out)
 
 
@@ -166,6 +193,7 @@ async def _mark(conn: Connection, args: argparse.Namespace, config: UsageConfig,
         raise UsageError("a mark needs a non-empty name and category")
     await check_database(conn)
     await migrate(conn, config.schema)
+    await record_settings(conn, config.schema, config)
     at = datetime.now(UTC)
     await query.add_mark(conn, config.schema, name, category, at)
     local = at.astimezone(config.zone)
@@ -206,11 +234,44 @@ async def _migrate(conn: Connection, args: argparse.Namespace, config: UsageConf
 
     await check_database(conn)
     applied = await migrate(conn, config.schema)
+    recorded = await record_settings(conn, config.schema, config)
     version = await schema_version(conn, config.schema)
     state = f"applied {applied} migration(s)" if applied else "already up to date"
     print(f"schema {config.schema}: {state}, at version {version}", file=out)
+    print(f"settings: {_describe(recorded)}", file=out)
+    return EXIT_OK
+
+
+def _describe(settings: Settings) -> str:
+    return ", ".join(f"{name} {settings.describe(name)}" for name in RECORDED)
+
+
+async def _settings(conn: Connection, args: argparse.Namespace, config: UsageConfig, out: TextIO) -> int:
+
+    await _require_schema(conn, config)
+    stored = await stored_settings(conn, config.schema)
+    wanted = {name: getattr(args, name) for name in RECORDED if getattr(args, name) is not None}
+    if not wanted:
+        shown = "none recorded yet (the next process to start records its own)" if stored is None else _describe(stored)
+        print(f"schema {config.schema}: {shown}", file=out)
+        return EXIT_OK
+    base = config if stored is None else dataclasses.replace(config, **dataclasses.asdict(stored))
+    new = Settings.of(dataclasses.replace(base, **wanted))  # validated like any configuration
+    await migrate(conn, config.schema)  # a schema that predates recorded settings gets their table
+    old = await change_settings(conn, config.schema, new)
+    if old == new:
+        print(f"schema {config.schema}: unchanged, {_describe(new)}", file=out)
+    else:
+        print(f"schema {config.schema}: recorded {_describe(new)}", file=out)
+        print("every process on this schema must now start with these values", file=out)
     return EXIT_OK
 
 
 Command = Callable[["Connection", argparse.Namespace, UsageConfig, TextIO], Awaitable[int]]
-_COMMANDS: dict[str, Command] = {"report": _report, "mark": _mark, "maintain": _maintain, "migrate": _migrate}
+_COMMANDS: dict[str, Command] = {
+    "report": _report,
+    "mark": _mark,
+    "maintain": _maintain,
+    "migrate": _migrate,
+    "settings": _settings,
+}

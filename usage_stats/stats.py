@@ -22,6 +22,7 @@ from .counters import Counters, Pending
 from .db import maintenance, query
 from .db.flush import cap_period_keys, write_pending
 from .db.isolate import write_isolating
+from .db.settings import check_settings
 from .db.store import Store
 from .delivery import Attempt, Batch, Delivery
 from .embedded import start_embedded
@@ -141,7 +142,10 @@ class UsageStats:
 
     async def start(self) -> None:
         """Open the pool, create or migrate the schema, record `go-live` once ever, start the
-        periodic flush and daily maintenance. A stopped instance cannot be started again."""
+        periodic flush and daily maintenance. A stopped instance cannot be started again.
+
+        Raises `ConfigError` when `timezone`, `base_period` or `user_ids` disagree with the values
+        recorded in the schema (the first process on a schema records its own)."""
         if self._state is not _State.UNOPENED:
             raise UsageStatsError(f"UsageStats is {self._state.value}; create a new instance to start again")
         self._state = _State.OPEN
@@ -151,6 +155,7 @@ class UsageStats:
                 dsn, self._embedded = await start_embedded()
             self._store = await Store.open(dsn, self.config.schema)
             async with self._store.connection() as conn:
+                await check_settings(conn, self.config.schema, self.config)
                 at = await query.go_live(conn, self.config.schema, utc(self._now()))
             self._go_live = self.calendar.day_of(at.timestamp())
             self._counters.bind_to_current_thread()
