@@ -21,8 +21,17 @@ NAMES = [
     "/* */ -- ;;; $$ $tag$ body $tag$",
     "ümlaut ☃ 😀 \U0001d518\U0001d52b\u202e",  # astral characters, a right-to-left override
 ]
-TABLES = {"counts", "distinct_counts", "seen_keys", "salts", "marks", "state", "settings", "schema_version"}
-TABLES |= {"flush_ledger"}
+TABLES = {
+    "counts",
+    "distinct_counts",
+    "seen_keys",
+    "salts",
+    "marks",
+    "state",
+    "settings",
+    "schema_version",
+    "flush_ledger",
+}
 
 
 async def test_sql_in_names_is_stored_verbatim_and_harmless(
