@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import inspect
 import os
+import shutil
+import tempfile
 import uuid
-import warnings
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ import asyncpg
 import pytest
 
 from usage_stats import UsageConfig, UsageStats
+from usage_stats.embedded import hold_embedded
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -31,23 +34,36 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def _embedded_dsn(folder: Path) -> str:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from pgserver.postgres_server import get_server
+@contextmanager
+def embedded_folder() -> Iterator[Path]:
+    """A data folder for an embedded server, removed afterwards.
 
-        server = get_server(folder, cleanup_mode="stop")
-    _SERVERS.append(server)
-    return str(server.get_uri())
-
-
-_SERVERS: list[Any] = []
+    Not under pytest's temporary folder: the server runs as another user when the tests run as root,
+    and pytest makes its folder private again (mode 700) whenever another pytest run starts.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="usage_stats_pg_"))
+    try:
+        yield folder / "data"
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def embedded_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """The embedded PostgreSQL, started once per session in a temporary folder."""
-    return _embedded_dsn(tmp_path_factory.mktemp("pg") / "data")
+def embedded_dsn() -> Iterator[str]:
+    """The embedded PostgreSQL, started once per session in a temporary folder and stopped at its end."""
+    with embedded_folder() as folder:
+        server = hold_embedded(folder)
+        try:
+            yield server.dsn
+        finally:
+            server.release_now()
+
+
+@pytest.fixture
+def embedded_data_dir() -> Iterator[Path]:
+    """A data folder of this test's own for an embedded server (see `embedded_folder`)."""
+    with embedded_folder() as folder:
+        yield folder
 
 
 @pytest.fixture(scope="session")

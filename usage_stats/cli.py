@@ -142,13 +142,18 @@ def _one_line(exc: BaseException) -> str:
 
 async def _run(args: argparse.Namespace, config: UsageConfig, explicit: frozenset[str], out: TextIO) -> int:
 
-    dsn, _server = config.dsn, None
-    if dsn is None:  # like the example app: the embedded server, kept alive by `_server` until we return
-        dsn, _server = await start_embedded()
-    async with connect(dsn, read_only=args.command == "report") as conn:
-        if args.command != "settings":
-            config = adopt_settings(config, await stored_settings(conn, config.schema), explicit)
-        return await _COMMANDS[args.command](conn, args, config, out)
+    dsn, embedded = config.dsn, None
+    if dsn is None:  # like the example app: the embedded server, held until the command is done
+        dsn, embedded = await start_embedded()
+    try:
+        async with connect(dsn, read_only=args.command == "report") as conn:
+            if args.command != "settings":
+                config = adopt_settings(config, await stored_settings(conn, config.schema), explicit)
+            return await _COMMANDS[args.command](conn, args, config, out)
+    finally:
+        if embedded is not None:
+            with anyio.CancelScope(shield=True):
+                await embedded.release()
 
 
 async def _report(conn: Connection, args: argparse.Namespace, config: UsageConfig, out: TextIO) -> int:

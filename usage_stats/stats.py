@@ -25,7 +25,7 @@ from .db.isolate import write_isolating
 from .db.settings import check_settings
 from .db.store import Store
 from .delivery import Attempt, Batch, Delivery
-from .embedded import start_embedded
+from .embedded import EmbeddedServer, start_embedded
 from .errors import StoreUnavailableError, UsageStatsError
 from .periods import Calendar, utc
 from .reader import Reader
@@ -94,7 +94,7 @@ class UsageStats:
         self._level = 2 if self.config.base_period == timedelta(days=1) else 1
         self._state = _State.UNOPENED
         self._store: Store | None = None
-        self._embedded: Any = None
+        self._embedded: EmbeddedServer | None = None
         self._background: asyncio.Task[None] | None = None
         self._flush_lock = anyio.Lock()
         self._flush_wanted = anyio.Event()
@@ -164,8 +164,10 @@ class UsageStats:
             self._background = asyncio.get_running_loop().create_task(self._run_background(), name="usage_stats")
         except BaseException:
             self._state = _State.CLOSED
-            if self._store is not None:
-                await self._store.close()
+            with anyio.CancelScope(shield=True):
+                if self._store is not None:
+                    await self._store.close()
+                await self._release_embedded()
             raise
 
     async def stop(self) -> None:
@@ -220,6 +222,13 @@ class UsageStats:
             assert self._store is not None
             # Closing is part of the bounded shutdown: connections stuck on a hung server are terminated.
             await self._store.close(grace=max(deadline - anyio.current_time(), 0.5))
+            await self._release_embedded()
+
+    async def _release_embedded(self) -> None:
+        # Here, not at interpreter exit: a server killed by a signal (uvicorn re-raises SIGTERM) runs no atexit.
+        if self._embedded is not None:
+            embedded, self._embedded = self._embedded, None
+            await embedded.release()
 
     async def _run_background(self) -> None:
         async with anyio.create_task_group() as tg:

