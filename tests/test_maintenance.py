@@ -311,3 +311,57 @@ async def test_maintenance_works_with_the_largest_accepted_keep_values(
     assert await db.fetchval(f'SELECT count(*) FROM "{schema}".seen_keys') == 0  # keys still deleted
     assert sum(r.value for p in month.periods for r in p.rows if r.category == "page") == 6
     assert {r[0] for r in await db.fetch(f'SELECT DISTINCT level FROM "{schema}".counts')} == levels
+
+
+async def _dated(stats: UsageStats, period: str) -> list[tuple[datetime, int | float | None, int | float | None]]:
+    """(start in UTC, count of page "/tick", distinct or average visitors) of every period, oldest first.
+
+    In UTC: aware datetimes of one zone compare as wall times, so both midnights would look equal."""
+    table = await stats.table(period)
+    rows = []
+    for p in table.periods:
+        tick = p.get("page", "/tick")
+        seen = p.get("seen", "visitor", "distinct" if period == "day" else "average")
+        rows.append(
+            (p.start.astimezone(UTC), None if tick is None else tick.value, None if seen is None else seen.value)
+        )
+    return sorted(rows)
+
+
+async def test_a_midnight_that_happens_twice_starts_one_period_per_date(
+    make_stats: StatsFactory, clock: FakeClock
+) -> None:
+    # Atlantic/Azores: on 25 October 2026 the clocks go back from 01:00 to 00:00, so local midnight
+    # happens at 00:00 UTC and again at 01:00 UTC. The day begins at the first one.
+    azores = ZoneInfo("Atlantic/Azores")
+    first, second = datetime(2026, 10, 25, 0, tzinfo=UTC), datetime(2026, 10, 25, 1, tzinfo=UTC)
+    assert first.astimezone(azores).replace(tzinfo=None) == second.astimezone(azores).replace(tzinfo=None)
+    oct24, oct25, oct26 = (datetime(2026, 10, d, tzinfo=azores).astimezone(UTC) for d in (24, 25, 26))
+    assert oct25 == first
+    clock.set(datetime(2026, 10, 24, 12, tzinfo=UTC))
+    config = {"timezone": "Atlantic/Azores", "keep_base_days": 0, "keep_days": 2}
+    async with make_stats(**config) as stats:
+        visitor = 0
+        while clock.now < datetime(2026, 10, 25, 12, tzinfo=UTC):  # every 15 minutes across both midnights
+            stats.count("/tick", "page")
+            stats.seen_visitor(f"198.51.{visitor % 256}.1")
+            visitor += 1
+            clock.advance(minutes=15)
+        assert visitor == 96  # 48 on each date: 12:00 to 00:00 UTC on the 24th, 00:00 to 12:00 UTC on the 25th
+        await stats.flush()
+        expected_days = [(oct24, 48, 48), (oct25, 48, 48)]
+        assert await _dated(stats, "day") == expected_days  # read from hourly rows and live keys
+        october = datetime(2026, 10, 1, tzinfo=azores).astimezone(UTC)
+        assert [(start, tick) for start, tick, _ in await _dated(stats, "month")] == [(october, 96)]
+
+        clock.set(oct26 + stats.grace)
+        await stats.maintain()  # (the background task may have closed 24 October already)
+        assert await _dated(stats, "day") == expected_days  # day rows and distinct rows, one period a date
+        assert [(start, tick) for start, tick, _ in await _dated(stats, "month")] == [(october, 96)]
+
+        clock.set(datetime(2026, 10, 29, tzinfo=azores).astimezone(UTC) + stats.grace)
+        await stats.maintain()  # 24 and 25 October become month rows
+        assert [p for p in await _dated(stats, "day") if p[0] < oct26] == []
+        month = await _dated(stats, "month")
+        assert [(start, tick) for start, tick, _ in month] == [(october, 96)]
+        assert month[0][2] == 96 / 5  # 48 distinct visitors on two of the five live days, 24 to 28 October

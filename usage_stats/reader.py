@@ -75,7 +75,7 @@ class Reader:
                 self.conn,
                 schema,
                 period=period,
-                zone=cal.zone.key,
+                calendar=cal,
                 levels=levels,
                 finer_levels=finer,
                 lo=lo,

@@ -18,6 +18,7 @@ import asyncpg
 from ..periods import Calendar, add_months, month_of
 from . import ledger
 from .migrations import LOCK_DAY_END, quote_ident
+from .periodkeys import PARENTS, ParentStarts, parent_starts
 from .saturating import saturating
 
 __all__ = ["Retention", "maintain"]
@@ -31,15 +32,17 @@ ON CONFLICT (level, start, category) DO UPDATE SET value = d.value + excluded.va
 """
 
 # Moves rows of one level older than a cut-off into the next level, summed per parent period; sums
-# saturate at the bounds of bigint, since a day whose roll-up failed would block every later day.
+# saturate at the bounds of bigint, since a day whose roll-up failed would block every later day. The
+# parent's start comes from Python (`periodkeys`); a row whose start is missing from the arrays
+# would get a NULL start and fail the statement, rolling the move back: never a lost count.
 _ROLL_COUNTS = saturating("""
 WITH moved AS (
     DELETE FROM {s}.counts WHERE level = $1 AND start < $2
     RETURNING start, category, event, value
 )
 INSERT INTO {s}.counts AS c (level, start, category, event, value)
-SELECT $3, date_trunc($4, start, $5), category, event, least(greatest(sum(value), {lo}), {hi})
-FROM moved GROUP BY 2, 3, 4
+SELECT $3, p.start, m.category, m.event, least(greatest(sum(m.value), {lo}), {hi})
+FROM moved m LEFT JOIN {parents} ON p.child = m.start GROUP BY 2, 3, 4
 ON CONFLICT (level, start, category, event)
 DO UPDATE SET value = least(greatest(c.value::numeric + excluded.value, {lo}), {hi})
 """)
@@ -49,9 +52,12 @@ WITH moved AS (
     DELETE FROM {s}.distinct_counts WHERE level = 2 AND start < $1 RETURNING start, category, value
 )
 INSERT INTO {s}.distinct_counts AS d (level, start, category, value)
-SELECT 3, date_trunc('month', start, $2), category, sum(value) FROM moved GROUP BY 2, 3
+SELECT 3, p.start, m.category, sum(m.value) FROM moved m LEFT JOIN {parents} ON p.child = m.start GROUP BY 2, 3
 ON CONFLICT (level, start, category) DO UPDATE SET value = d.value + excluded.value
 """
+
+# The starts of the rows that a roll-up will move.
+_ROLLED_STARTS = "SELECT DISTINCT start FROM {s}.{table} WHERE level = $1 AND start < $2"
 
 _MERGE_EVENTS = saturating("""
 WITH moved AS (
@@ -106,7 +112,6 @@ async def maintain(
 
 
 async def _close_day(conn: asyncpg.Connection, s: str, calendar: Calendar, keep: Retention, day: date) -> None:
-    zone = calendar.zone.key
     await conn.execute(_CLOSE_DAY.format(s=s), day, calendar.day_start(day))
     await conn.execute(f"DELETE FROM {s}.seen_keys WHERE day <= $1", day)
     await conn.execute(f"DELETE FROM {s}.salts WHERE day <= $1", day)
@@ -117,15 +122,33 @@ async def _close_day(conn: asyncpg.Connection, s: str, calendar: Calendar, keep:
     cut = _cutoffs(calendar, keep, today, month)
     # A cut-off before the first day a datetime can hold (keep_months=100000, say) has no older row.
     if cut["base"] is not None:
-        await conn.execute(_ROLL_COUNTS.format(s=s), 1, cut["base"], 2, "day", zone)
+        await _roll_counts(conn, s, calendar, 1, "day", cut["base"])
     if cut["day"] is not None:
-        await conn.execute(_ROLL_COUNTS.format(s=s), 2, cut["day"], 3, "month", zone)
-        await conn.execute(_ROLL_DISTINCT.format(s=s), cut["day"], zone)
+        await _roll_counts(conn, s, calendar, 2, "month", cut["day"])
+        starts = await _parents(conn, s, calendar, "distinct_counts", 2, "month", cut["day"])
+        roll = _ROLL_DISTINCT.format(s=s, parents=PARENTS.format(children="$2", parents="$3"))
+        await conn.execute(roll, cut["day"], *starts)
     if cut["event"] is not None:
         await conn.execute(_MERGE_EVENTS.format(s=s), cut["event"])
     if cut["purge"] is not None:
         await conn.execute(f"DELETE FROM {s}.counts WHERE start < $1", cut["purge"])
         await conn.execute(f"DELETE FROM {s}.distinct_counts WHERE start < $1", cut["purge"])
+
+
+async def _roll_counts(
+    conn: asyncpg.Connection, s: str, calendar: Calendar, level: int, period: str, cutoff: datetime
+) -> None:
+    starts = await _parents(conn, s, calendar, "counts", level, period, cutoff)
+    roll = _ROLL_COUNTS.format(s=s, parents=PARENTS.format(children="$4", parents="$5"))
+    await conn.execute(roll, level, cutoff, level + 1, *starts)
+
+
+async def _parents(
+    conn: asyncpg.Connection, s: str, calendar: Calendar, table: str, level: int, period: str, cutoff: datetime
+) -> ParentStarts:
+    """The rows of `level` older than `cutoff` (by start) with the start of the day or month they roll into."""
+    children = await conn.fetch(_ROLLED_STARTS.format(s=s, table=table), level, cutoff)
+    return parent_starts(calendar, period, (r[0] for r in children))
 
 
 def _cutoffs(calendar: Calendar, keep: Retention, today: date, month: date) -> dict[str, datetime | None]:

@@ -7,7 +7,9 @@ from datetime import date, datetime
 
 import asyncpg
 
+from ..periods import Calendar
 from .migrations import quote_ident
+from .periodkeys import PARENTS, ParentStarts, parent_starts
 from .saturating import saturating
 
 __all__ = ["PeriodCounts", "add_mark", "count_rows", "distinct_rows", "go_live", "marks", "maintained_through"]
@@ -18,23 +20,26 @@ PeriodCounts = tuple[datetime, list[str], list[str], list[bool], list[int], bool
 
 # Rows already at the period's granularity are read as they are, along the primary key; only finer
 # rows (not rolled up yet) are summed per period (saturating at the bounds of bigint). Grouping every
-# row costs ten times the scan.
+# row costs ten times the scan. The start of a finer row's period comes from Python (`periodkeys`),
+# joined on the row's start.
 _COUNTS_PER_PERIOD = saturating("""
 WITH r AS (
     SELECT start AS p, category, event, level = 4 AS total, value, false AS merged
     FROM {s}.counts
-    WHERE level = ANY($3::smallint[]) AND start >= $5 AND start < $6
-      AND ($7::text[] IS NULL OR category = ANY($7::text[]))
+    WHERE level = ANY($1::smallint[]) AND start >= $3 AND start < $4
+      AND ($5::text[] IS NULL OR category = ANY($5::text[]))
     UNION ALL
-    SELECT date_trunc($1, start, $2), category, event, false, least(greatest(sum(value), {lo}), {hi})::bigint, true
-    FROM {s}.counts
-    WHERE level = ANY($4::smallint[]) AND start >= $5 AND start < $6
-      AND ($7::text[] IS NULL OR category = ANY($7::text[]))
+    SELECT p.start, c.category, c.event, false, least(greatest(sum(c.value), {lo}), {hi})::bigint, true
+    FROM {s}.counts c JOIN {parents} ON p.child = c.start
+    WHERE c.level = ANY($2::smallint[]) AND c.start >= $3 AND c.start < $4
+      AND ($5::text[] IS NULL OR c.category = ANY($5::text[]))
     GROUP BY 1, 2, 3
 )
 SELECT p, array_agg(category), array_agg(event), array_agg(total), array_agg(value), bool_or(merged)
 FROM r GROUP BY p
 """)
+
+_FINER_STARTS = "SELECT DISTINCT start FROM {s}.counts WHERE level = ANY($1::smallint[]) AND start >= $2 AND start < $3"
 
 
 async def count_rows(
@@ -42,7 +47,7 @@ async def count_rows(
     schema: str,
     *,
     period: str,
-    zone: str,
+    calendar: Calendar,
     levels: Sequence[int],
     finer_levels: Sequence[int],
     lo: datetime,
@@ -50,11 +55,16 @@ async def count_rows(
     categories: Sequence[str] | None,
 ) -> list[PeriodCounts]:
     """The counts of every period of `period` starting in [lo, hi): rows of `levels` as stored,
-    rows of `finer_levels` summed per period."""
+    rows of `finer_levels` summed per period (call it inside one snapshot: it reads twice)."""
     s = quote_ident(schema)
     cats = list(categories) if categories is not None else None
-    sql = _COUNTS_PER_PERIOD.format(s=s)
-    records = await conn.fetch(sql, period, zone, list(levels), list(finer_levels), lo, hi, cats)
+    finer = list(finer_levels)
+    parents: ParentStarts = ([], [])
+    if finer:
+        children = await conn.fetch(_FINER_STARTS.format(s=s), finer, lo, hi)
+        parents = parent_starts(calendar, period, (r[0] for r in children))
+    sql = _COUNTS_PER_PERIOD.format(s=s, parents=PARENTS.format(children="$6", parents="$7"))
+    records = await conn.fetch(sql, list(levels), finer, lo, hi, cats, *parents)
     return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in records]
 
 
