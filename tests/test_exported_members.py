@@ -46,3 +46,7 @@ def test_exceptions_form_one_tree() -> None:
     assert issubclass(usage_stats.ConfigError, usage_stats.UsageStatsError)
     assert issubclass(usage_stats.ConfigError, ValueError)
     assert issubclass(usage_stats.StoreUnavailableError, usage_stats.UsageStatsError)
+
+
+def test_bearer_token_is_exported() -> None:
+    assert usage_stats.bearer_token is usage_stats.identity.bearer_token

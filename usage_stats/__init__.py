@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from .config import UsageConfig
 from .errors import ConfigError, StoreUnavailableError, UsageStatsError
+from .identity import bearer_token
 from .logfilter import CountingFilter
 from .middleware import UsageMiddleware
 from .stats import UsageStats
@@ -30,6 +31,7 @@ __all__ = [
     "UsageStats",
     "UsageStatsError",
     "UsageTable",
+    "bearer_token",
 ]
 
 __version__ = "0.1.0"

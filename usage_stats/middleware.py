@@ -70,6 +70,7 @@ class UsageMiddleware:
         self._templates = RouteTemplates()
         self._client = ClientAddress(stats.config.trusted_networks, stats.config.forwarded_header)
         self._failures = 0
+        self._user_id_logged = False
         self._hooks = event_name is not None or category is not None or user_id is not None
         self._counters = stats._counters
         # id(route or FastAPI route context) -> (that object, the route, (category, event))
@@ -199,6 +200,17 @@ class UsageMiddleware:
                 networks[host] = network
         return network
 
+    def _user_id_failed(self, exc: Exception) -> None:
+        """Log the first exception of the `user_id` callable, by its type only (its message may hold
+        the credential it was reading); later ones are as silent as the requests they count."""
+        if not self._user_id_logged:
+            self._user_id_logged = True
+            logger.error(
+                "usage_stats: the user_id callable raised %s; such requests count as visitors "
+                "(logged once per middleware, the responses were not affected)",
+                type(exc).__name__,
+            )
+
     def _failed(self) -> None:
         self._failures += 1
         if self._failures & (self._failures - 1) == 0:  # the 1st, 2nd, 4th, 8th... time
@@ -209,7 +221,11 @@ class UsageMiddleware:
 
     def _user(self, scope: Scope) -> str | None:
         if self.user_id is not None:
-            found = self.user_id(scope)
+            try:
+                found = self.user_id(scope)
+            except Exception as exc:
+                self._user_id_failed(exc)
+                return None  # counted as a visitor
             return None if found is None or found == "" else str(found)
         user = scope.get("user")
         if user is None:
