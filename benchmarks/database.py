@@ -17,7 +17,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import asyncpg
-from starlette.routing import Route
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route, Router
 
 from usage_stats import UsageConfig, UsageMiddleware, UsageStats
 from usage_stats.db import maintenance
@@ -317,14 +318,11 @@ async def load_bench(dsn: str, schema: str, quick: bool) -> Section:
         "between two flushes, spread over two hourly base periods; rows written by the flush. Bound: "
         "50 routes x periods spanned, plus the status classes.",
     )
-    routes = [Route(f"/r{i}/items/{{item_id}}", lambda r: None) for i in range(50)]
-    start_msg = {"type": "http.response.start", "status": 200, "headers": []}
-    body_msg = {"type": "http.response.body", "body": b"ok"}
 
-    async def router(scope: Any, receive: Any, send: Any) -> None:
-        scope["route"] = routes[scope["n"] % 50]
-        await send(start_msg)
-        await send(body_msg)
+    async def hello(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    router = Router(routes=[Route(f"/r{i}/items/{{item_id}}", hello) for i in range(50)])
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request"}
@@ -342,7 +340,15 @@ async def load_bench(dsn: str, schema: str, quick: bool) -> Section:
             clock.at = t0
             step = timedelta(hours=1) / n
             for i in range(n):
-                scope = {"type": "http", "path": "/", "root_path": "", "client": (addresses[i % 1_000], 1), "n": i}
+                scope = {
+                    "type": "http",
+                    "method": "GET",
+                    "path": f"/r{i % 50}/items/{i}",
+                    "root_path": "",
+                    "query_string": b"",
+                    "headers": [],
+                    "client": (addresses[i % 1_000], 1),
+                }
                 await app(scope, receive, send)
                 if i % 64 == 0:
                     clock.at = t0 + step * i

@@ -1,12 +1,31 @@
-"""A FastAPI app shared by the route and middleware tests: path parameters, nested routers with
-prefixes, a sync endpoint (run in a worker thread), an endpoint that raises, and a mounted sub-app."""
+"""Shared by the route and middleware tests: a FastAPI app with path parameters, nested routers with
+prefixes, a sync endpoint (run in a worker thread), an endpoint that raises and a mounted sub-app; an
+HTTP client for any ASGI app, and what reached PostgreSQL."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 from fastapi import APIRouter, FastAPI
+from starlette.types import ASGIApp
+
+from usage_stats import UsageStats
+
+Counts = dict[tuple[str, str], int | float]
+
+
+async def recorded(stats: UsageStats) -> Counts:
+    """Flush, then every (category, event) -> value of today's day table."""
+    await stats.flush()
+    table = await stats.table("day")
+    return {(r.category, r.event): r.value for p in table.periods for r in p.rows}
+
+
+def client(app: ASGIApp, ip: str = "192.0.2.10", *, raise_app_exceptions: bool = True) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=(ip, 4321), raise_app_exceptions=raise_app_exceptions)
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
 
 
 def shop_app(on_sync: Callable[[], None] | None = None) -> FastAPI:

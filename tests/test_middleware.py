@@ -8,7 +8,6 @@ from typing import Any
 
 import anyio
 import asyncpg
-import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
 from starlette.applications import Starlette
@@ -21,23 +20,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from tests.apps import http_scope, shop_app
+from tests.apps import client, http_scope, recorded, shop_app
 from tests.conftest import StatsFactory
 from usage_stats import UsageMiddleware, UsageStats
-
-Counts = dict[tuple[str, str], int | float]
-
-
-async def recorded(stats: UsageStats) -> Counts:
-    """Flush, then every (category, event) -> value of today's day table."""
-    await stats.flush()
-    table = await stats.table("day")
-    return {(r.category, r.event): r.value for p in table.periods for r in p.rows}
-
-
-def client(app: ASGIApp, ip: str = "192.0.2.10", *, raise_app_exceptions: bool = True) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app, client=(ip, 4321), raise_app_exceptions=raise_app_exceptions)
-    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
 
 
 async def ok(request: Request) -> Response:

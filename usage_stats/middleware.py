@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.authentication import BaseUser
 
 from .client import ClientAddress
-from .routes import RouteTemplates
+from .routes import RouteTemplates, route_context
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -67,14 +67,15 @@ class UsageMiddleware:
         if isinstance(exclude, str):
             exclude = (exclude,)
         self.exclude = tuple(exclude)
-        self._templates = RouteTemplates()
+        self._templates = RouteTemplates(app)
         self._client = ClientAddress(stats.config.trusted_networks, stats.config.forwarded_header)
         self._failures = 0
         self._user_id_logged = False
         self._hooks = event_name is not None or category is not None or user_id is not None
         self._counters = stats._counters
-        # id(route or FastAPI route context) -> (that object, the route, (category, event))
-        self._events: dict[int, tuple[object, object, tuple[str, str]]] = {}
+        # id(endpoint) ^ id(route) ^ id(FastAPI route context), as the app left them in the scope ->
+        # (those three objects, (category, event)); only for templates that follow from those alone
+        self._events: dict[int, tuple[object, object, object, tuple[str, str]]] = {}
         self._networks: dict[str, str | None] = {}  # peer address -> cut network
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -103,22 +104,24 @@ class UsageMiddleware:
         except BaseException:
             self._record(scope, 500, root_path)
             raise
-        # The common request, inlined (a method call is a tenth of the cost): no hooks, no mount,
-        # a route seen before (or none), a known status; anything else goes through `_record`.
+        # The common request, inlined (a method call is a tenth of the cost): no hooks, an endpoint,
+        # route and route context seen before (or none: not found), a known status; anything else
+        # goes through `_record`.
         try:
+            endpoint = scope.get("endpoint")
             route = scope.get("route")
             fastapi = scope.get("fastapi")
-            anchor = route if fastapi is None else _anchor(route, fastapi)
-            hit = self._events.get(id(anchor))
+            context = fastapi.get("effective_route_context") if type(fastapi) is dict else None
+            hit = self._events.get(id(endpoint) ^ id(route) ^ id(context))
             status_key = _STATUS_KEYS.get(status)
             if (
                 hit is None
-                or hit[0] is not anchor
+                or hit[0] is not endpoint
                 or hit[1] is not route
+                or hit[2] is not context
                 or status_key is None
                 or self._hooks
                 or scope.get(SKIP)
-                or scope.get("root_path", "") != root_path
             ):
                 self._record(scope, status, root_path)
                 return
@@ -128,7 +131,7 @@ class UsageMiddleware:
                 except Exception:
                     uid = None  # a user object whose attributes raise counts as a visitor
                 if uid is not None:
-                    self._counters.request(hit[2], status_key, _USER, uid)
+                    self._counters.request(hit[3], status_key, _USER, uid)
                     return
             client = scope.get("client")
             network: object = _MISS
@@ -138,7 +141,7 @@ class UsageMiddleware:
                     network = self._networks.get(host, _MISS)
             if network is _MISS:
                 network = self._network(scope)
-            self._counters.request(hit[2], status_key, _VISITOR, network)  # type: ignore[arg-type]
+            self._counters.request(hit[3], status_key, _VISITOR, network)  # type: ignore[arg-type]
         except Exception:
             self._failed()
 
@@ -152,11 +155,11 @@ class UsageMiddleware:
         if scope.get(SKIP):
             return
         stats = self.stats
-        event = self._templates(scope, root_path) if isinstance(root_path, str) else None
+        event, cacheable = self._templates(scope, root_path) if isinstance(root_path, str) else (None, False)
         category = "page"
         if event is None:
             event, category = NOT_FOUND, BAD_REQUEST
-        if not self._hooks and isinstance(root_path, str) and scope.get("root_path", "") == root_path:
+        if cacheable and not self._hooks:
             self._remember(scope, (category, event))
         if self.event_name is not None:
             event = self.event_name(scope, status) or event
@@ -178,13 +181,13 @@ class UsageMiddleware:
             counters.seen("v", "visitor", network, ts)
 
     def _remember(self, scope: Scope, key: tuple[str, str]) -> None:
-        """Cache the count key of this request's route (the template of a route object never changes)."""
+        """Cache the count key under what the app left in the scope (a route's template never changes)."""
+        endpoint = scope.get("endpoint")
         route = scope.get("route")
-        fastapi = scope.get("fastapi")
-        anchor = route if fastapi is None else _anchor(route, fastapi)
+        context = route_context(scope)
         if len(self._events) >= _CACHE_LIMIT:
             self._events.clear()
-        self._events[id(anchor)] = (anchor, route, key)
+        self._events[id(endpoint) ^ id(route) ^ id(context)] = (endpoint, route, context, key)
 
     def _network(self, scope: Scope) -> str | None:
         """The visitor's cut network, cached per peer address when it does not depend on headers."""
@@ -242,9 +245,3 @@ class UsageMiddleware:
         if identity is None or identity == "":
             identity = getattr(user, "display_name", None)
         return None if identity is None or identity == "" else str(identity)
-
-
-def _anchor(route: object, fastapi: object) -> object:
-    """What the template depends on: FastAPI's per-inclusion route context if any, else the route."""
-    context = fastapi.get("effective_route_context") if isinstance(fastapi, dict) else None
-    return route if context is None else context

@@ -1,94 +1,188 @@
-"""The event name of a request: its matched route's full path template, mount prefixes included."""
+"""The event name of a request: the full path template of the route or mount that served it.
+
+After the app answered, the scope tells what served the request, on every supported version:
+Starlette's router (0.37 on) leaves the innermost matched route's `endpoint` in it (a mount's is the
+mounted app), Starlette 1.7+ and FastAPI's API routes also leave the `route`, and FastAPI 0.16x its
+per-inclusion route context. None of them knows the mount and router prefixes above it, and the scope's
+`root_path` holds those prefixes with their raw values. So the app's route tree is indexed once (and
+again only when an endpoint it does not know shows up): every position of every route and mount with
+its full template, prefixes included. A request's template is the one of its endpoint's position; an
+endpoint found at several positions is told apart by the route and context in the scope, else by
+matching the request path against those positions only.
+"""
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
-from starlette.routing import Mount
+from starlette.routing import Host, Mount, compile_path
 
-__all__ = ["RouteTemplates"]
+__all__ = ["RouteTemplates", "route_context"]
 
-_CACHE_LIMIT = 4096
+logger = logging.getLogger(__name__)
+
+_MAX_DEPTH = 32  # mount and middleware nesting followed when indexing; deeper is not indexed
+_UNKNOWN_LIMIT = 4096
+_NAMED_GROUP = re.compile(r"\(\?P<[^>]*>")
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """One place in the route tree where an endpoint answers."""
+
+    template: str | None  # None: a router mounted here ran, and none of its routes matched (a 404)
+    pattern: re.Pattern[str]  # the paths, below the middleware's root path, this position answers
+    route: object  # what `scope["route"]` holds when this position answered (if the version sets it)
+    context: object | None  # FastAPI's route context of the inclusion leading here, if any
 
 
 class RouteTemplates:
-    """Reads the route template from the scope after the app ran (Starlette and FastAPI routers).
+    """Resolves the template of a request from the scope the app left, through an index of `app`'s routes.
 
-    The innermost route's template is joined to the prefix added by mounts. The raw mount prefix
-    is used when no mount has path parameters (the common case); otherwise it is mapped back to
-    its template (`/orgs/{org}`), so raw values never become event names.
+    `app` is the app the middleware wraps: its routes are found through `.routes`, following `.app`
+    through middleware (a Starlette or FastAPI app, a `Router`, any middleware that keeps `.app`).
     """
 
-    def __init__(self) -> None:
-        self._mounts: list[tuple[re.Pattern[str], str]] | None = None
-        self._prefixes: dict[str, str] = {}
+    def __init__(self, app: object) -> None:
+        self._app = app
+        self._index: dict[int, list[tuple[object, Position]]] | None = None
+        self._unknown: dict[int, object] = {}  # endpoints not in the tree even after re-indexing
 
-    def __call__(self, scope: MutableMapping[str, Any], entry_root_path: str) -> str | None:
-        """The template, or None when no route matched."""
-        route = scope.get("route")
-        if route is None:
+    def __call__(self, scope: MutableMapping[str, Any], entry_root_path: str) -> tuple[str | None, bool]:
+        """The template (None when no route or mount served the request), and whether it follows from the
+        scope's endpoint, route and route context alone (then callers may cache it under those)."""
+        endpoint = scope.get("endpoint")
+        if endpoint is None:
+            return None, True
+        positions = self._positions(endpoint, scope)
+        if not positions:
+            return None, True
+        if len(positions) > 1:
+            context = route_context(scope)
+            positions = [p for p in positions if p.context is context] or positions
+            route = scope.get("route")
+            positions = [p for p in positions if p.route is route] or positions
+        if len(positions) == 1:
+            return positions[0].template, True
+        path = _route_path(scope, entry_root_path)
+        for position in positions:
+            if position.pattern.fullmatch(path):
+                return position.template, False
+        return positions[0].template, False
+
+    def _positions(self, endpoint: object, scope: MutableMapping[str, Any]) -> list[Position]:
+        key = id(endpoint)
+        if self._index is None:
+            self._index = self._build(scope)
+        found = self._index.get(key)
+        if found is None or found[0][0] is not endpoint:
+            if self._unknown.get(key) is endpoint:
+                return []
+            self._index = self._build(scope)  # routes added since, or an endpoint outside this app's tree
+            found = self._index.get(key)
+            if found is None or found[0][0] is not endpoint:
+                if len(self._unknown) >= _UNKNOWN_LIMIT:
+                    self._unknown.clear()
+                self._unknown[key] = endpoint
+                logger.debug("usage_stats: an endpoint outside the app's route tree answered; counted as not found")
+                return []
+        return [position for _, position in found]
+
+    def _build(self, scope: MutableMapping[str, Any]) -> dict[int, list[tuple[object, Position]]]:
+        routes = routes_of(self._app)
+        if routes is None:  # a middleware in between without `.app`: the outermost router that ran
+            routes = routes_of(scope.get("router"))
+        index: dict[int, list[tuple[object, Position]]] = {}
+        if routes is not None:
+            _Indexer(index).walk(routes, "", "", None, 0)
+        return index
+
+
+def route_context(scope: MutableMapping[str, Any]) -> object | None:
+    """FastAPI's per-inclusion route context of the request (FastAPI 0.16x), if any."""
+    fastapi = scope.get("fastapi")
+    return fastapi.get("effective_route_context") if isinstance(fastapi, dict) else None
+
+
+def routes_of(app: object) -> list[object] | None:
+    """The routes of `app`, following `.app` through middleware; None for an app without routes."""
+    for _ in range(_MAX_DEPTH):
+        if app is None:
             return None
-        path = None
-        fastapi_scope = scope.get("fastapi")
-        if isinstance(fastapi_scope, dict):
-            context = fastapi_scope.get("effective_route_context")
-            path = getattr(context, "path_format", None)
-        if not isinstance(path, str):
-            path = getattr(route, "path_format", None)
-        if not isinstance(path, str):
-            path = getattr(route, "path", None)
-            if not isinstance(path, str):
-                return None
-        root = scope.get("root_path", "")
-        if isinstance(root, str) and len(root) > len(entry_root_path) and root.startswith(entry_root_path):
-            prefix = self._template_prefix(scope, root[len(entry_root_path) :])
-            if _is_mount(route):
-                if getattr(route, "routes", None):  # a mounted router in which no route matched
-                    return None
-                return prefix + "/{path}"  # an app mounted without its own routes, like StaticFiles
-            return prefix + path
-        return path
-
-    def _template_prefix(self, scope: MutableMapping[str, Any], raw: str) -> str:
-        cached = self._prefixes.get(raw)
-        if cached is not None:
-            return cached
-        if self._mounts is None:
-            self._mounts = _parameterised_mounts(scope.get("app") or scope.get("router"))  # a bare Router: no app
-        prefix = raw
-        for pattern, template in self._mounts:
-            if pattern.fullmatch(raw):
-                prefix = template
-                break
-        if len(self._prefixes) >= _CACHE_LIMIT:
-            self._prefixes.clear()
-        self._prefixes[raw] = prefix
-        return prefix
+        routes = getattr(app, "routes", None)
+        if isinstance(routes, Iterable) and not isinstance(routes, (str, bytes)):
+            return list(routes)
+        app = getattr(app, "app", None)
+    return None
 
 
-def _is_mount(route: object) -> bool:
-    return isinstance(route, Mount)
+class _Indexer:
+    def __init__(self, index: dict[int, list[tuple[object, Position]]]) -> None:
+        self.index = index
 
+    def add(self, endpoint: object, position: Position) -> None:
+        self.index.setdefault(id(endpoint), []).append((endpoint, position))
 
-def _parameterised_mounts(app: object) -> list[tuple[re.Pattern[str], str]]:
-    """Every mount prefix with path parameters reachable from `app`, as (regex, template)."""
-    found: list[tuple[re.Pattern[str], str]] = []
-
-    def walk(routes: object, prefix_template: str, prefix_regex: str, depth: int) -> None:
-        if depth > 8 or not isinstance(routes, (list, tuple)):
+    def walk(self, routes: Iterable[object], template: str, regex: str, context: object | None, depth: int) -> None:
+        if depth > _MAX_DEPTH:
             return
         for route in routes:
-            inner = getattr(route, "routes", None)
-            path = getattr(route, "path", None)
-            if inner is None or not isinstance(path, str) or not hasattr(route, "app"):
-                continue
-            template = prefix_template + path
-            regex = prefix_regex + re.sub(r"\\\{[^/]*?\\\}", "[^/]+", re.escape(path))
-            if "{" in path or "{" in prefix_template:
-                found.append((re.compile(regex), template))
-            walk(inner, template, regex, depth + 1)
+            contexts = getattr(route, "effective_route_contexts", None)
+            if callable(contexts) and not isinstance(route, (Mount, Host)):
+                # FastAPI 0.16x keeps an included router as one route; its contexts carry the full paths.
+                for inner in contexts():
+                    effective = getattr(inner, "starlette_route", None) or inner
+                    scope_route = getattr(inner, "original_route", effective)
+                    self.visit(effective, scope_route, template, regex, inner, depth)
+            else:
+                self.visit(route, route, template, regex, context, depth)
 
-    walk(getattr(app, "routes", None), "", "", 0)
-    return found
+    def visit(
+        self, route: object, scope_route: object, template: str, regex: str, context: object | None, depth: int
+    ) -> None:
+        if isinstance(route, Mount):
+            mount_template = template + route.path
+            mount_regex = regex + _unanchored(compile_path(route.path)[0])
+            pattern = re.compile(mount_regex + "/.*", re.DOTALL)
+            inner = routes_of(route.app)
+            if inner is None:  # an app without routes of its own: StaticFiles, a raw ASGI app
+                self.add(route.app, Position(mount_template + "/{path}", pattern, scope_route, context))
+                return
+            self.add(route.app, Position(None, pattern, scope_route, context))
+            self.walk(inner, mount_template, mount_regex, context, depth + 1)
+        elif isinstance(route, Host):  # the host name is not part of the path
+            inner = routes_of(route.app)
+            self.add(route.app, Position(None, re.compile(regex + ".*", re.DOTALL), scope_route, context))
+            if inner is not None:
+                self.walk(inner, template, regex, context, depth + 1)
+        else:
+            endpoint = getattr(route, "endpoint", None)
+            path_format = getattr(route, "path_format", None)
+            path_regex = getattr(route, "path_regex", None)
+            if endpoint is None or not isinstance(path_format, str) or not isinstance(path_regex, re.Pattern):
+                return
+            pattern = re.compile(regex + _unanchored(path_regex), re.DOTALL)
+            self.add(endpoint, Position(template + path_format, pattern, scope_route, context))
+
+
+def _unanchored(pattern: re.Pattern[str]) -> str:
+    """A route regex without its anchors and group names, to be joined to its mount prefixes."""
+    source = pattern.pattern.removeprefix("^").removesuffix("$")
+    return _NAMED_GROUP.sub("(?:", source)
+
+
+def _route_path(scope: MutableMapping[str, Any], root_path: str) -> str:
+    """The request path as the middleware's app routes it (as Starlette's `get_route_path`)."""
+    path = scope.get("path", "")
+    if not isinstance(path, str):
+        return ""
+    if root_path and path.startswith(root_path):
+        if path == root_path:
+            return ""
+        if path[len(root_path)] == "/":
+            return path[len(root_path) :]
+    return path
