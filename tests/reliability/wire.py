@@ -9,7 +9,10 @@ that executed a statement containing another text before (`within`). Actions:
   (a lost reply: for `COMMIT`, the server committed and the client cannot know);
 - `kill_before`: `pg_terminate_backend` the connection's server process, then forward the statement;
 - `kill_after`: forward it, wait for the server's answer, `pg_terminate_backend` the server process,
-  drop the answer and close the client's connection.
+  drop the answer and close the client's connection;
+- `timeout`: run `SET LOCAL statement_timeout` to `TIMEOUT_MS` just before the statement (its answer is
+  kept from the client), so that the statement meets a real statement timeout if it runs longer (the
+  test makes it: see `SLOW_WHEN_TIMED_OUT`).
 
 It runs its own asyncio loop in a thread, so sync and async tests can use it alike. Connections
 through it use `sslmode=disable`, so every byte is a protocol message it can read.
@@ -31,7 +34,18 @@ from .proxy import free_port
 
 __all__ = ["ACTIONS", "Fault", "WireProxy"]
 
-ACTIONS = ("cut_before", "cut_after", "kill_before", "kill_after")
+ACTIONS = ("cut_before", "cut_after", "kill_before", "kill_after", "timeout")
+TIMEOUT_MS = 50
+
+# A statement trigger body that sleeps past the injected statement timeout, and only then.
+SLOW_WHEN_TIMED_OUT = f"""
+BEGIN
+    IF current_setting('statement_timeout') = '{TIMEOUT_MS}ms' THEN
+        PERFORM pg_sleep(1);
+    END IF;
+    RETURN NULL;
+END
+"""
 
 
 @dataclass
@@ -53,6 +67,7 @@ class _Link:
     statements: dict[str, str] = field(default_factory=dict)  # prepared statement name -> SQL
     transaction: list[str] = field(default_factory=list)  # SQL executed since the last COMMIT or ROLLBACK
     after: Fault | None = None  # a fault waiting for the server's next answer
+    swallow: int = 0  # answers to injected queries still to keep from the client
 
 
 def _cstring(body: bytes, at: int) -> tuple[str, int]:
@@ -171,6 +186,10 @@ class WireProxy:
                         return
                     if fault.action == "kill_before":
                         await self._terminate(link.pid)
+                    elif fault.action == "timeout":
+                        link.swallow += 1
+                        query = f"SET LOCAL statement_timeout = {TIMEOUT_MS}\0".encode()
+                        link.server.write(b"Q" + (len(query) + 4).to_bytes(4, "big") + query)
                     else:
                         link.after = fault
                 link.server.write(kind + head + body)
@@ -189,6 +208,10 @@ class WireProxy:
                 body = await reader.readexactly(int.from_bytes(head, "big") - 4)
                 if kind == b"K":  # BackendKeyData: the server process's id
                     link.pid = int.from_bytes(body[:4], "big")
+                if link.swallow:
+                    if kind == b"Z":  # ReadyForQuery: the end of an injected query's answer
+                        link.swallow -= 1
+                    continue
                 fault = link.after
                 if fault is not None and kind != b"1" and kind != b"2":  # an answer, not Parse/BindComplete
                     if fault.action == "kill_after":
