@@ -18,7 +18,7 @@ import pytest
 from fastapi import FastAPI
 
 from tests.conftest import FakeClock, StatsFactory
-from usage_stats import StoreUnavailableError, UsageConfig, UsageMiddleware, UsageStats, UsageStatsError
+from usage_stats import ConfigError, StoreUnavailableError, UsageConfig, UsageMiddleware, UsageStats, UsageStatsError
 
 
 async def stored(db: asyncpg.Connection, schema: str) -> dict[tuple[str, str], int]:
@@ -140,24 +140,39 @@ async def test_a_failed_flush_keeps_the_counts(make_stats: StatsFactory, db: asy
     assert table.periods[0].get("seen", "user", "distinct").value == 1  # type: ignore[union-attr]
 
 
-async def test_start_against_a_closed_port_raises_and_closes(
-    make_config: Any, caplog: pytest.LogCaptureFixture
-) -> None:
+async def test_start_against_a_closed_port_counts_in_memory(make_config: Any, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     with anyio.fail_after(30):
-        # Port 1 on loopback: nothing listens there.
+        # Port 1 on loopback: nothing listens there. Statistics never keep the app down.
         stats = UsageStats(make_config(dsn="postgresql://postgres:s3cr3t-pw@127.0.0.1:1/postgres"))
-        with pytest.raises(StoreUnavailableError) as info:
-            await stats.start()
-    assert "127.0.0.1" in str(info.value)
-    assert "s3cr3t-pw" not in str(info.value)
-    assert "s3cr3t-pw" not in repr(stats) + repr(stats.config) + caplog.text
-    with pytest.raises(UsageStatsError):
         await stats.start()
+        stats.count("/", "page")
+        stats.seen_user("alice")
+        for attempt in (stats.flush(), stats.table(), stats.marks(), stats.mark("deploy"), stats.maintain()):
+            with pytest.raises(StoreUnavailableError) as info:
+                await attempt
+            assert "127.0.0.1" in str(info.value)
+            assert "s3cr3t-pw" not in str(info.value)
+        assert (stats.pending.total_counts, stats.pending.total_keys) == (1, 1)  # kept for the next flush
+        with pytest.raises(UsageStatsError):
+            await stats.start()
+        with caplog.at_level(logging.ERROR, logger="usage_stats"):
+            await stats.stop()
+    assert "s3cr3t-pw" not in repr(stats) + repr(stats.config) + caplog.text
+    assert "shutting down with 1 counts and 1 distinct keys not saved" in caplog.text
     with pytest.raises(UsageStatsError):
         await stats.flush()
     stats.count("/", "page")  # recording never raises, whatever the state
-    await stats.stop()
+
+
+async def test_an_unparsable_dsn_raises_config_error_at_start(make_config: Any) -> None:
+    stats = UsageStats(make_config(dsn="postgresql://postgres:s3cr3t-pw@[not-an-address/postgres"))
+    with anyio.fail_after(30), pytest.raises(ConfigError) as info:
+        await stats.start()
+    assert "dsn" in str(info.value)
+    assert "s3cr3t-pw" not in str(info.value)
+    with pytest.raises(UsageStatsError):
+        await stats.flush()
 
 
 async def test_shutdown_with_the_store_gone_logs_what_was_lost(

@@ -146,7 +146,8 @@ async def _run(args: argparse.Namespace, config: UsageConfig, explicit: frozense
     if dsn is None:  # like the example app: the embedded server, held until the command is done
         dsn, embedded = await start_embedded()
     try:
-        async with connect(dsn, read_only=args.command == "report") as conn:
+        read_only = args.command == "report"
+        async with connect(dsn, read_only=read_only, statement_cache_size=config.statement_cache_size) as conn:
             if args.command != "settings":
                 config = adopt_settings(config, await stored_settings(conn, config.schema), explicit)
             return await _COMMANDS[args.command](conn, args, config, out)

@@ -70,6 +70,7 @@ class UsageConfig:
     forwarded_header: ForwardedHeader = "x-forwarded-for"
     max_keys_per_period: int = 10_000
     shutdown_timeout: timedelta = timedelta(seconds=10)
+    statement_cache_size: int = 100
 
     def __post_init__(self) -> None:
         if self.dsn is not None and (not isinstance(self.dsn, str) or not self.dsn.strip()):
@@ -84,6 +85,7 @@ class UsageConfig:
         _check_int("ip_prefix_v4", self.ip_prefix_v4, 0, 32)
         _check_int("ip_prefix_v6", self.ip_prefix_v6, 0, 128)
         _check_int("max_keys_per_period", self.max_keys_per_period, 1, 100_000_000)
+        _check_int("statement_cache_size", self.statement_cache_size, 0, 100_000)
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:

@@ -26,7 +26,7 @@ from .db.settings import check_settings
 from .db.store import Store
 from .delivery import Attempt, Batch, Delivery
 from .embedded import EmbeddedServer, start_embedded
-from .errors import StoreUnavailableError, UsageStatsError
+from .errors import ConfigError, StoreUnavailableError, UsageStatsError
 from .periods import Calendar, utc
 from .reader import Reader
 from .sanitise import clean_name
@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 __all__ = ["BeforeFlush", "Clock", "UsageStats"]
 
 logger = logging.getLogger(__name__)
+
+# How long start() waits for the first connection before it returns and goes on counting in memory
+# (a database that refuses connections answers at once; one that hangs would delay the app's startup).
+START_WAIT = 5.0
 
 
 class Clock(Protocol):
@@ -99,6 +103,12 @@ class UsageStats:
         self._flush_lock = anyio.Lock()
         self._flush_wanted = anyio.Event()
         self._go_live: date | None = None
+        self._started_at: datetime | None = None
+        self._open_lock = anyio.Lock()
+        self._ready = anyio.Event()  # the schema is current and `go-live` is recorded
+        self._first_attempt = anyio.Event()
+        self._refused: ConfigError | None = None  # the database disagrees with the configuration
+        self._discarded = 0  # counts and keys thrown away because of `_refused`
 
     def __repr__(self) -> str:
         return f"<UsageStats {self._state.value} schema={self.config.schema!r}>"
@@ -144,8 +154,12 @@ class UsageStats:
         """Open the pool, create or migrate the schema, record `go-live` once ever, start the
         periodic flush and daily maintenance. A stopped instance cannot be started again.
 
-        Raises `ConfigError` when `timezone`, `base_period` or `user_ids` disagree with the values
-        recorded in the schema (the first process on a schema records its own)."""
+        An unreachable database does not make it fail: recording works at once, and the schema is
+        prepared in the background as soon as the database answers (retried like a flush). Only a
+        wrong setting raises `ConfigError` (found when the database answers within `START_WAIT`), for
+        example `timezone`, `base_period` or `user_ids` disagreeing with the values recorded in the
+        schema (the first process on a schema records its own).
+        """
         if self._state is not _State.UNOPENED:
             raise UsageStatsError(f"UsageStats is {self._state.value}; create a new instance to start again")
         self._state = _State.OPEN
@@ -153,18 +167,25 @@ class UsageStats:
             dsn = self.config.dsn
             if dsn is None:
                 dsn, self._embedded = await start_embedded()
-            self._store = await Store.open(dsn, self.config.schema)
-            async with self._store.connection() as conn:
-                await check_settings(conn, self.config.schema, self.config)
-                at = await query.go_live(conn, self.config.schema, utc(self._now()))
-            self._go_live = self.calendar.day_of(at.timestamp())
+            self._store = await Store.create(
+                dsn, self.config.schema, statement_cache_size=self.config.statement_cache_size
+            )
+            self._started_at = utc(self._now())  # `go-live` is when counting began, whenever it is saved
             self._counters.bind_to_current_thread()
             # Background work runs in a task of its own (not in the caller's), so that start() and
             # stop() may be awaited from different tasks, as wait_for() and some servers do.
             self._background = asyncio.get_running_loop().create_task(self._run_background(), name="usage_stats")
+            with anyio.move_on_after(START_WAIT):
+                await self._first_attempt.wait()
+            if self._refused is not None:
+                raise self._refused
         except BaseException:
             self._state = _State.CLOSED
             with anyio.CancelScope(shield=True):
+                if self._background is not None:
+                    self._background.cancel()
+                    await asyncio.wait([self._background])
+                    self._background = None
                 if self._store is not None:
                     await self._store.close()
                 await self._release_embedded()
@@ -198,6 +219,8 @@ class UsageStats:
             with anyio.move_on_after(max(deadline - anyio.current_time(), 0.0)) as scope:
                 try:
                     await self._flush_now()
+                except ConfigError:
+                    pass  # said when it was found; what was recorded is counted below
                 except StoreUnavailableError as exc:
                     logger.error("usage_stats: final flush failed: %s", exc)
                 except Exception:
@@ -211,6 +234,12 @@ class UsageStats:
                     "no answer: the database may or may not have stored it",
                     in_doubt.pending.total_counts,
                     in_doubt.pending.total_keys,
+                )
+            if self._discarded:
+                logger.error(
+                    "usage_stats: %d counts and distinct keys were discarded because the configuration "
+                    "does not match the database",
+                    self._discarded,
                 )
             lost = self._counters.peek()
             if lost:
@@ -260,8 +289,8 @@ class UsageStats:
     async def flush(self) -> None:
         """Save pending counts now.
 
-        If the database cannot be reached the counts are kept for the next flush and
-        `StoreUnavailableError` is raised.
+        If the database cannot be reached (also when it has not answered since start) the counts are
+        kept for the next flush and `StoreUnavailableError` is raised.
         """
         self._require_open()
         await self._flush_now()
@@ -269,6 +298,12 @@ class UsageStats:
     async def _flush_now(self) -> None:
         async with self._flush_lock:
             await self._call_before_flush()
+            try:
+                await self._ready_store()
+            except ConfigError:
+                taken = self._counters.take()  # never to be stored: do not let memory grow
+                self._discarded += taken.total_counts + taken.total_keys
+                raise
             await self._delivery.settle(self._write)  # a batch in doubt goes first, under its own id
             taken = self._counters.take()
             if not taken:
@@ -310,25 +345,65 @@ class UsageStats:
     def _wake(self) -> None:
         self._flush_wanted.set()
 
+    async def _ready_store(self) -> Store:
+        """The store, once its schema is current and `go-live` recorded (prepared here if need be).
+
+        Raises `StoreUnavailableError` while the database cannot be reached, and `ConfigError` for
+        good once it answered that it does not match the configuration.
+        """
+        store = self._store
+        assert store is not None
+        if not self._ready.is_set():
+            async with self._open_lock:
+                if self._refused is not None:
+                    raise self._refused
+                if not self._ready.is_set():
+                    await self._prepare(store)
+        return store
+
+    async def _prepare(self, store: Store) -> None:
+        assert self._started_at is not None
+        try:
+            await store.prepare()
+            async with store.connection() as conn:
+                async with conn.transaction():  # one server connection behind a transaction pooler
+                    await check_settings(conn, self.config.schema, self.config)
+                at = await query.go_live(conn, self.config.schema, self._started_at)
+        except ConfigError as exc:
+            self._refused = exc
+            logger.error("usage_stats: %s; this process will store nothing until it is restarted", exc)
+            raise
+        self._go_live = self.calendar.day_of(at.timestamp())
+        self._ready.set()
+
     async def _flush_loop(self) -> None:
         interval = self.config.flush_interval.total_seconds()
-        delay, failures = interval, 0
+        delay, failures = 0.0, 0  # the first attempt at once, and only preparing the schema
         while True:
             with anyio.move_on_after(delay):
                 await self._flush_wanted.wait()
             self._flush_wanted = anyio.Event()
             started = anyio.current_time()
             try:
-                await self._flush_now()
+                if self._first_attempt.is_set():
+                    await self._flush_now()
+                else:
+                    await self._ready_store()
+            except ConfigError:
+                delay = interval  # logged when found; what is recorded is discarded at each interval
+                continue
             except Exception as exc:
                 failures += 1
                 delay = min(interval * 2**failures, max(interval, 30.0))
                 if failures == 1:  # said once per outage, not once per attempt
+                    what = "flush failed" if self._ready.is_set() else "database not ready at start"
                     if isinstance(exc, StoreUnavailableError):
-                        logger.error("usage_stats: flush failed, counts kept in memory, retrying: %s", exc)
+                        logger.error("usage_stats: %s, counts kept in memory, retrying: %s", what, exc)
                     else:
-                        logger.exception("usage_stats: flush failed unexpectedly; counts kept in memory, retrying")
+                        logger.exception("usage_stats: %s unexpectedly; counts kept in memory, retrying", what)
                 continue
+            finally:
+                self._first_attempt.set()
             if failures:
                 logger.warning("usage_stats: flush succeeded again after %d failed attempts", failures)
             took = anyio.current_time() - started
@@ -350,8 +425,7 @@ class UsageStats:
         return await self._maintain()
 
     async def _maintain(self) -> list[date]:
-        store = self._store
-        assert store is not None
+        store = await self._ready_store()
         assert self._go_live is not None
         now = self._now() - self.grace.total_seconds()
         last_ended = self.calendar.day_of(now) - timedelta(days=1)
@@ -377,6 +451,7 @@ class UsageStats:
 
     async def _maintain_loop(self) -> None:
         grace = self.grace.total_seconds()
+        await self._ready.wait()  # prepared by the flush loop, which retries and logs
         while True:
             try:
                 await self._maintain()
@@ -391,14 +466,19 @@ class UsageStats:
     # -- marks and tables ----------------------------------------------------------------------------
 
     async def mark(self, name: str, category: str = "timeline") -> None:
-        """Record a named point in time (a deploy, a campaign...) at the clock's now."""
-        store = self._require_open()
+        """Record a named point in time (a deploy, a campaign...) at the clock's now.
+
+        Marks are not queued: while the database is unreachable this raises `StoreUnavailableError`.
+        """
+        self._require_open()
+        store = await self._ready_store()
         async with store.connection() as conn:
             await query.add_mark(conn, self.config.schema, clean_name(name), clean_name(category), utc(self._now()))
 
     async def marks(self) -> list[Mark]:
         """Every mark, oldest first, with `at` in the configured time zone."""
-        store = self._require_open()
+        self._require_open()
+        store = await self._ready_store()
         async with store.connection() as conn:
             rows = await query.marks(conn, self.config.schema)
         return [Mark(name, category, at.astimezone(self.calendar.zone)) for name, category, at in rows]
@@ -416,7 +496,8 @@ class UsageStats:
         [start, end), current incomplete periods included; rolled-up and recent rows merged."""
         if isinstance(categories, str):
             categories = [categories]
-        store = self._require_open()
+        self._require_open()
+        store = await self._ready_store()
         async with store.connection() as conn:
             return await Reader(conn, self.config).table(
                 period, now=self.now, start=start, end=end, minimum=minimum, categories=categories
@@ -424,10 +505,9 @@ class UsageStats:
 
     # -- helpers -------------------------------------------------------------------------------------
 
-    def _require_open(self) -> Store:
+    def _require_open(self) -> None:
         if self._state is not _State.OPEN or self._store is None:
             raise UsageStatsError(f"UsageStats is {self._state.value}; use it inside `async with stats:`")
-        return self._store
 
     @property
     def now(self) -> datetime:

@@ -10,7 +10,7 @@ import asyncpg
 
 from ..config import redact_dsn
 from ..errors import StoreUnavailableError
-from .migrations import quote_ident
+from .migrations import schema_version
 from .store import DRIVER_ERRORS
 
 __all__ = ["connect", "schema_version"]
@@ -18,7 +18,7 @@ __all__ = ["connect", "schema_version"]
 
 @asynccontextmanager
 async def connect(
-    dsn: str, *, read_only: bool = False, connect_timeout: float = 10
+    dsn: str, *, read_only: bool = False, connect_timeout: float = 10, statement_cache_size: int = 100
 ) -> AsyncIterator[asyncpg.Connection]:
     """A single connection to `dsn`; with `read_only` the server refuses any write in it.
 
@@ -29,7 +29,9 @@ async def connect(
     if read_only:
         settings["default_transaction_read_only"] = "on"
     try:
-        conn = await asyncpg.connect(dsn, timeout=connect_timeout, server_settings=settings)
+        conn = await asyncpg.connect(
+            dsn, timeout=connect_timeout, server_settings=settings, statement_cache_size=statement_cache_size
+        )
     except DRIVER_ERRORS as exc:
         raise StoreUnavailableError(f"cannot connect to {redact_dsn(dsn)}: {_reason(exc)}") from exc
     except ValueError as exc:  # an unparsable DSN
@@ -43,15 +45,6 @@ async def connect(
             await conn.close(timeout=connect_timeout)
         except DRIVER_ERRORS:
             conn.terminate()
-
-
-async def schema_version(conn: asyncpg.Connection, schema: str) -> int | None:
-    """The migration version of `schema`, or None when it holds no usage_stats tables."""
-    found = await conn.fetchval("SELECT to_regclass($1)", f"{quote_ident(schema)}.schema_version")
-    if found is None:
-        return None
-    version: int = await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {quote_ident(schema)}.schema_version")
-    return version
 
 
 def _reason(exc: BaseException) -> str:

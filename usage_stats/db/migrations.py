@@ -7,7 +7,7 @@ from importlib import resources
 
 import asyncpg
 
-__all__ = ["LOCK_DAY_END", "LOCK_MIGRATE", "MIGRATIONS", "migrate", "quote_ident"]
+__all__ = ["LATEST", "LOCK_DAY_END", "LOCK_MIGRATE", "MIGRATIONS", "migrate", "quote_ident", "schema_version"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +30,29 @@ def _load() -> list[tuple[int, str]]:
 
 
 MIGRATIONS = _load()
+LATEST = MIGRATIONS[-1][0]
+
+
+async def schema_version(conn: asyncpg.Connection, schema: str) -> int | None:
+    """The migration version of `schema`, or None when it holds no usage_stats tables (reads only)."""
+    q = quote_ident(schema)
+    async with conn.transaction():  # one transaction: both reads on one server connection behind a pooler
+        found = await conn.fetchval("SELECT to_regclass($1)", f"{q}.schema_version")
+        if found is None:
+            return None
+        version: int = await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {q}.schema_version")
+    return version
 
 
 async def migrate(conn: asyncpg.Connection, schema: str) -> int:
-    """Create or bring `schema` up to date; returns the number of migrations applied."""
+    """Create or bring `schema` up to date; returns the number of migrations applied.
+
+    A schema already at `LATEST` (or newer) is only read: no lock, no DDL, so a role with nothing
+    but SELECT/INSERT/UPDATE/DELETE on the tables can start once the owner has migrated the schema.
+    """
+    current = await schema_version(conn, schema)
+    if current is not None and current >= LATEST:
+        return 0
     q = quote_ident(schema)
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1), $2)", schema, LOCK_MIGRATE)

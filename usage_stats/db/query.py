@@ -1,4 +1,8 @@
-"""Reading: the rows of a table (rolled-up and not-yet-rolled-up rows merged) and the marks."""
+"""Reading: the rows of a table (rolled-up and not-yet-rolled-up rows merged) and the marks.
+
+Every statement runs inside an explicit transaction (the caller's or its own), so that behind a
+transaction-pooling proxy (pgbouncer) its parse and execute steps reach the same server connection.
+"""
 
 from __future__ import annotations
 
@@ -90,30 +94,34 @@ async def distinct_rows(
 
 async def maintained_through(conn: asyncpg.Connection, schema: str) -> date | None:
     """The last day closed by maintenance, or None."""
-    value: date | None = await conn.fetchval(f"SELECT maintained_through FROM {quote_ident(schema)}.state")
+    async with conn.transaction():
+        value: date | None = await conn.fetchval(f"SELECT maintained_through FROM {quote_ident(schema)}.state")
     return value
 
 
 async def go_live(conn: asyncpg.Connection, schema: str, at: datetime) -> datetime:
     """Record the `go-live` mark unless one exists (once ever, also with concurrent starts); return it."""
     s = quote_ident(schema)
-    await conn.execute(
-        f"""INSERT INTO {s}.marks (name, category, at) VALUES ('go-live', 'timeline', $1)
-            ON CONFLICT (name) WHERE name = 'go-live' DO NOTHING""",
-        at,
-    )
-    stored: datetime = await conn.fetchval(f"SELECT at FROM {s}.marks WHERE name = 'go-live'")
+    async with conn.transaction():
+        await conn.execute(
+            f"""INSERT INTO {s}.marks (name, category, at) VALUES ('go-live', 'timeline', $1)
+                ON CONFLICT (name) WHERE name = 'go-live' DO NOTHING""",
+            at,
+        )
+        stored: datetime = await conn.fetchval(f"SELECT at FROM {s}.marks WHERE name = 'go-live'")
     return stored
 
 
 async def add_mark(conn: asyncpg.Connection, schema: str, name: str, category: str, at: datetime) -> None:
     """Record a mark."""
     s = quote_ident(schema)
-    await conn.execute(f"INSERT INTO {s}.marks (name, category, at) VALUES ($1, $2, $3)", name, category, at)
+    async with conn.transaction():
+        await conn.execute(f"INSERT INTO {s}.marks (name, category, at) VALUES ($1, $2, $3)", name, category, at)
 
 
 async def marks(conn: asyncpg.Connection, schema: str) -> list[tuple[str, str, datetime]]:
     """Every mark, oldest first."""
     s = quote_ident(schema)
-    records = await conn.fetch(f"SELECT name, category, at FROM {s}.marks ORDER BY at, id")
+    async with conn.transaction():
+        records = await conn.fetch(f"SELECT name, category, at FROM {s}.marks ORDER BY at, id")
     return [(r[0], r[1], r[2]) for r in records]

@@ -64,9 +64,10 @@ class Settings:
 async def stored_settings(conn: asyncpg.Connection, schema: str) -> Settings | None:
     """The settings recorded in `schema`, or None when none are (or the schema predates them)."""
     s = quote_ident(schema)
-    if await conn.fetchval("SELECT to_regclass($1)", f"{s}.settings") is None:
-        return None
-    row = await conn.fetchrow(f"SELECT timezone, base_period, user_ids FROM {s}.settings")
+    async with conn.transaction():  # both reads on one server connection behind a transaction pooler
+        if await conn.fetchval("SELECT to_regclass($1)", f"{s}.settings") is None:
+            return None
+        row = await conn.fetchrow(f"SELECT timezone, base_period, user_ids FROM {s}.settings")
     return None if row is None else Settings(row[0], row[1], row[2])
 
 
@@ -80,12 +81,14 @@ async def record_settings(conn: asyncpg.Connection, schema: str, config: UsageCo
         return stored
     s = quote_ident(schema)
     mine = Settings.of(config)
-    status = await conn.execute(
-        f"INSERT INTO {s}.settings (timezone, base_period, user_ids) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING",
-        mine.timezone,
-        mine.base_period,
-        mine.user_ids,
-    )
+    async with conn.transaction():
+        status = await conn.execute(
+            f"INSERT INTO {s}.settings (timezone, base_period, user_ids) VALUES ($1, $2, $3)"
+            " ON CONFLICT (id) DO NOTHING",
+            mine.timezone,
+            mine.base_period,
+            mine.user_ids,
+        )
     if status.endswith(" 1"):
         logger.info(
             "usage_stats: recorded timezone %s, base period %s and user_ids %s in schema %s",

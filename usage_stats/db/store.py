@@ -27,49 +27,60 @@ DRIVER_ERRORS: tuple[type[BaseException], ...] = (
 
 
 class Store:
-    """A pool of connections to one PostgreSQL database, with every table in `schema`."""
+    """A pool of connections to one PostgreSQL database, with every table in `schema`.
 
-    def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
+    Creating it does no I/O: connections are made on demand, so a store exists (and can be closed)
+    while the database is unreachable.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, schema: str, dsn: str) -> None:
         self.pool = pool
         self.schema = schema
+        self._dsn = dsn
 
     @classmethod
-    async def open(cls, dsn: str, schema: str, *, max_size: int = 4) -> Store:
-        """Connect, check the database and create or migrate the schema; raises `StoreUnavailableError`
-        on failure and `ConfigError` for a database that cannot hold the statistics."""
-        try:
-            pool = await asyncpg.create_pool(
-                dsn,
-                # No connection floor: while the database is down asyncpg would otherwise retry it in
-                # the background and log a traceback each time, besides our own single log line.
-                min_size=0,
-                max_size=max_size,
-                timeout=10,
-                command_timeout=120,
-                server_settings={"application_name": "usage_stats"},
-            )
-        except DRIVER_ERRORS as exc:
-            raise StoreUnavailableError(f"cannot connect to {redact_dsn(dsn)}: {exc}") from exc
-        except ValueError as exc:  # an unparsable DSN
-            raise StoreUnavailableError(f"invalid DSN {redact_dsn(dsn)}: {exc}") from exc
-        store = cls(pool, schema)
-        try:
-            async with store.connection() as conn:
+    async def create(cls, dsn: str, schema: str, *, statement_cache_size: int = 100, max_size: int = 4) -> Store:
+        """A store whose connections are opened when first needed (no connection is made here)."""
+        pool = await asyncpg.create_pool(
+            dsn,
+            # No connection floor: while the database is down asyncpg would otherwise retry it in
+            # the background and log a traceback each time, besides our own single log line.
+            min_size=0,
+            max_size=max_size,
+            timeout=10,
+            command_timeout=120,
+            # 0 behind a transaction-pooling proxy (pgbouncer), where a named prepared statement
+            # made on one server connection is missing, or already present, on the next.
+            statement_cache_size=statement_cache_size,
+            server_settings={"application_name": "usage_stats"},
+        )
+        return cls(pool, schema, dsn)
+
+    async def prepare(self) -> None:
+        """Check the database and create or migrate the schema (only reads when it is current);
+        raises `StoreUnavailableError` on failure and `ConfigError` for a database that cannot hold
+        the statistics."""
+        async with self.connection() as conn:
+            async with conn.transaction():  # one server connection behind a transaction pooler
                 await check_database(conn)
-                await migrate(conn, schema)
-        except BaseException:
-            pool.terminate()
-            raise
-        return store
+            await migrate(conn, self.schema)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection; driver errors are raised as `StoreUnavailableError`."""
+        """A pooled connection; driver errors are raised as `StoreUnavailableError`, and a DSN that
+        cannot be parsed as `ConfigError`."""
+        acquired = False
         try:
             async with self.pool.acquire(timeout=10) as conn:
+                acquired = True
                 yield conn  # type: ignore[misc]
         except DRIVER_ERRORS as exc:
-            raise StoreUnavailableError(f"{type(exc).__name__}: {exc}") from exc
+            where = "" if acquired else f"cannot connect to {redact_dsn(self._dsn)}: "
+            raise StoreUnavailableError(f"{where}{type(exc).__name__}: {exc}") from exc
+        except ValueError as exc:
+            if acquired:
+                raise
+            raise ConfigError(f"dsn: {redact_dsn(self._dsn)} is not a valid PostgreSQL DSN: {exc}") from exc
 
     async def close(self, grace: float = 5.0) -> None:
         """Close the pool, terminating connections that do not close within `grace` seconds."""

@@ -1,0 +1,110 @@
+"""Issue 9.6: an app role with only SELECT/INSERT/UPDATE/DELETE on a schema that `usage-stats
+migrate` created as its owner starts, records, flushes, maintains and reads (no DDL at start).
+
+The GRANTs are the ones `docs/deployment.md` documents, read from that page."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import anyio.to_thread
+import asyncpg
+import pytest
+
+from tests.conftest import FakeClock
+from usage_stats import UsageConfig, UsageStats
+from usage_stats.cli import main
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "deployment.md"
+
+
+def documented_grants(schema: str, role: str) -> list[str]:
+    """The SQL block of the least-privilege section, for `schema` and `role`."""
+    text = DOC.read_text(encoding="utf-8")
+    section = text[text.index("## A least-privilege role") :]
+    block = section[section.index("```sql") + len("```sql") : section.index("```", section.index("```sql") + 6)]
+    block = re.sub(r"\busage\b", f'"{schema}"', block)  # the schema name (the keyword is upper-case)
+    block = re.sub(r"\bstats_app\b", f'"{role}"', block)
+    return [s.strip() for s in block.split(";") if s.strip()]
+
+
+def as_role(dsn: str, role: str) -> str:
+    parts = urlsplit(dsn)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{quote(role)}@{host}"))
+
+
+@dataclass
+class Roles:
+    owner: str
+    app: str
+
+
+@pytest.fixture
+async def roles(pg_dsn: str, schema: str) -> AsyncIterator[Roles]:
+    """An owner role allowed to create schemas, and an app role with no rights at all (both dropped afterwards)."""
+    suffix = uuid.uuid4().hex[:10]
+    made = Roles(owner=f"stats_owner_{suffix}", app=f"stats_app_{suffix}")
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        database = await conn.fetchval("SELECT current_database()")
+        await conn.execute(f'CREATE ROLE "{made.owner}" LOGIN')
+        await conn.execute(f'CREATE ROLE "{made.app}" LOGIN')
+        await conn.execute(f'GRANT CREATE ON DATABASE "{database}" TO "{made.owner}"')
+        yield made
+    finally:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        for role in (made.app, made.owner):
+            await conn.execute(f'DROP OWNED BY "{role}"')  # privileges and default privileges too
+            await conn.execute(f'DROP ROLE "{role}"')
+        await conn.close()
+
+
+async def test_a_least_privilege_role_runs_the_app(
+    pg_dsn: str, schema: str, roles: Roles, clock: FakeClock, db: asyncpg.Connection
+) -> None:
+    owner_dsn, app_dsn = as_role(pg_dsn, roles.owner), as_role(pg_dsn, roles.app)
+    status = await anyio.to_thread.run_sync(lambda: main(["migrate", "--dsn", owner_dsn, "--schema", schema]))
+    assert status == 0
+    owner = await asyncpg.connect(owner_dsn)
+    try:
+        for statement in documented_grants(schema, roles.app):
+            await owner.execute(statement)
+    finally:
+        await owner.close()
+
+    app = await asyncpg.connect(app_dsn)
+    try:  # the role really is restricted: no DDL on the schema nor in the database
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await app.execute(f'CREATE TABLE "{schema}".x (id int)')
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await app.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    finally:
+        await app.close()
+
+    config = UsageConfig(dsn=app_dsn, schema=schema, keep_base_days=1, keep_days=1)
+    async with UsageStats(config, clock=clock) as stats:
+        for day in range(3):
+            stats.add("/items/{item_id}", "page", 10 + day)
+            stats.seen_user("alice")
+            stats.seen_visitor(f"198.51.100.{day}")
+            await stats.flush()
+            clock.advance(days=1)
+        await stats.mark("deploy v2")
+        clock.advance(days=40)  # roll-ups into months, keys and salts deleted
+        maintained = await stats.maintain()
+        table = await stats.table("month")
+    assert (maintained[0], maintained[-1], len(maintained)) == (date(2026, 3, 10), date(2026, 4, 21), 43)
+    assert await db.fetchval(f'SELECT sum(value) FROM "{schema}".counts WHERE category = $1', "page") == 33
+    assert await db.fetchval(f'SELECT count(*) FROM "{schema}".counts WHERE level < 3') == 0  # rolled up
+    assert await db.fetchval(f'SELECT count(*) FROM "{schema}".seen_keys') == 0
+    assert await db.fetchval(f'SELECT count(*) FROM "{schema}".salts') == 0
+    assert [r[0] for r in await db.fetch(f'SELECT name FROM "{schema}".marks ORDER BY id')] == ["go-live", "deploy v2"]
+    rows = {(r.category, r.event): r.value for p in table.periods for r in p.rows if r.kind == "count"}
+    assert rows == {("page", "/items/{item_id}"): 33}
