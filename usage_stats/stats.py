@@ -107,6 +107,7 @@ class UsageStats:
         self._open_lock = anyio.Lock()
         self._ready = anyio.Event()  # the schema is current and `go-live` is recorded
         self._first_attempt = anyio.Event()
+        self._start_returned = anyio.Event()  # maintenance begins after start() (as it did when it connected there)
         self._refused: ConfigError | None = None  # the database disagrees with the configuration
         self._discarded = 0  # counts and keys thrown away because of `_refused`
 
@@ -179,6 +180,7 @@ class UsageStats:
                 await self._first_attempt.wait()
             if self._refused is not None:
                 raise self._refused
+            self._start_returned.set()
         except BaseException:
             self._state = _State.CLOSED
             with anyio.CancelScope(shield=True):
@@ -451,6 +453,7 @@ class UsageStats:
 
     async def _maintain_loop(self) -> None:
         grace = self.grace.total_seconds()
+        await self._start_returned.wait()
         await self._ready.wait()  # prepared by the flush loop, which retries and logs
         while True:
             try:
