@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from tests.conftest import FakeClock
-from usage_stats import StoreUnavailableError, UsageConfig, UsageStats
+from usage_stats import ConfigError, StoreUnavailableError, UsageConfig, UsageStats
 
 from .proxy import CuttableProxy
 from .server import Load, UvicornProcess, stored_counts
@@ -124,3 +124,48 @@ async def test_uvicorn_starts_and_serves_while_the_database_is_unreachable(
     assert len(await _go_live_marks(pg_dsn, schema)) == 1
     assert log.count("database not ready at start") == 1
     assert "Application startup failed" not in log
+
+
+async def _flush_until_the_database_answers(stats: UsageStats) -> Exception | None:
+    """Flush until the database answers; returns the error it answered with, if any."""
+    with anyio.fail_after(30):
+        while True:
+            try:
+                await stats.flush()
+                return None
+            except StoreUnavailableError:
+                await anyio.sleep(0.1)
+            except ConfigError as exc:
+                return exc
+
+
+async def test_a_setting_found_wrong_only_once_the_database_answers_stops_writing_loudly(
+    pg_dsn: str, schema: str, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with UsageStats(UsageConfig(dsn=pg_dsn, schema=schema, timezone="Pacific/Auckland"), clock=clock) as first:
+        first.count("/a", "page")
+    caplog.set_level(logging.INFO, logger="usage_stats")
+    with CuttableProxy(pg_dsn) as proxy:
+        proxy.cut()
+        config = UsageConfig(dsn=proxy.dsn, schema=schema, flush_interval=timedelta(milliseconds=100))
+        wrong = UsageStats(config, clock=clock)  # left at UTC next to an Auckland schema
+        with anyio.fail_after(10):
+            await wrong.start()  # the database cannot tell yet
+        for _ in range(5):
+            wrong.count("/a", "page")
+        proxy.restore()
+        error = await _flush_until_the_database_answers(wrong)
+        assert isinstance(error, ConfigError)
+        assert "timezone" in str(error)
+        for attempt in (wrong.flush(), wrong.table(), wrong.mark("x"), wrong.maintain()):
+            with pytest.raises(ConfigError):
+                await attempt
+        wrong.count("/a", "page")  # recording never raises into the app
+        await anyio.sleep(0.3)  # a few flush intervals: what was recorded is discarded, not kept
+        assert not wrong.pending
+        await wrong.stop()
+    assert await stored_counts(pg_dsn, schema) == {("page", "/a"): 1}  # nothing written by the wrong process
+    refused = [r.getMessage() for r in caplog.records if "will store nothing" in r.getMessage()]
+    assert len(refused) == 1
+    assert refused[0].startswith("usage_stats: timezone: this process has 'UTC'")
+    assert "6 counts and distinct keys were discarded" in caplog.text
