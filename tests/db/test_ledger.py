@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 import asyncpg
@@ -117,9 +118,8 @@ async def test_the_final_flush_settles_a_batch_in_doubt(
 
 
 async def test_every_flush_is_in_the_ledger_until_a_week_after(
-    make_config: object, clock: FakeClock, db: asyncpg.Connection, schema: str
+    make_config: Callable[..., UsageConfig], clock: FakeClock, db: asyncpg.Connection, schema: str
 ) -> None:
-    assert callable(make_config)
     async with UsageStats(make_config(), clock=clock) as stats:
         for _ in range(3):
             stats.count("x", "test")
