@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import anyio.to_thread
@@ -22,14 +22,17 @@ from usage_stats.db.migrations import MIGRATIONS
 from usage_stats.textout import render_text
 
 BAD_DSN = "postgresql://someone:s3cret@127.0.0.1:1/nothing"
+# The CLI's "now" in these tests: five minutes after a UTC midnight, inside maintenance's 10-minute grace,
+# where reading the real clock made the expected dates depend on when the tests ran.
+NOW = datetime(2026, 3, 10, 0, 5, tzinfo=UTC)
 
 
 async def run(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    """Run the CLI in a worker thread (it runs its own event loop); returns (status, stdout, stderr)."""
+    """Run the CLI at `NOW` in a worker thread (it runs its own event loop); returns (status, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
 
     def call() -> int:
-        return main(list(argv), stdout=out, stderr=err)
+        return main(list(argv), stdout=out, stderr=err, clock=lambda: NOW)
 
     if env is None:
         status = await anyio.to_thread.run_sync(call)
@@ -46,8 +49,8 @@ def target(pg_dsn: str, schema: str) -> list[str]:
 
 
 async def seed_days(make_stats: StatsFactory, clock: FakeClock) -> None:
-    """Three days of counts (ending two days ago, in real time) and visitors, not maintained."""
-    clock.set(datetime.now(UTC).replace(hour=12, minute=0) - timedelta(days=4))
+    """Three days of counts (the last one the day before `NOW`'s) and visitors, not maintained."""
+    clock.set(NOW.replace(hour=12, minute=0) - timedelta(days=4))
     async with make_stats() as stats:
         for n in (2, 5, 3):
             clock.advance(days=1)
@@ -60,9 +63,10 @@ async def seed_days(make_stats: StatsFactory, clock: FakeClock) -> None:
 
 @pytest.mark.parametrize("period", ["day", "month", "base"])
 async def test_report_in_every_format_equals_the_table(
-    make_stats: StatsFactory, pg_dsn: str, schema: str, period: str
+    make_stats: StatsFactory, clock: FakeClock, pg_dsn: str, schema: str, period: str
 ) -> None:
-    async with make_stats(use_clock=False) as stats:  # real time: the CLI's `today` is the same
+    clock.set(NOW)
+    async with make_stats() as stats:  # the CLI's time too
         stats.add("/items/{item_id}", "page", 12)
         stats.count("purchase", "business")
         stats.seen_user("alice")
@@ -83,6 +87,7 @@ async def test_report_in_every_format_equals_the_table(
 async def test_text_report_is_aligned_and_safe(
     make_stats: StatsFactory, clock: FakeClock, pg_dsn: str, schema: str
 ) -> None:
+    clock.set(NOW)
     async with make_stats() as stats:
         stats.count("/a-very-long-event-name/{with}/{params}", "page")
         stats.add("/", "page", 12345)
@@ -102,12 +107,13 @@ async def test_text_report_is_aligned_and_safe(
 
 async def test_report_filters(make_stats: StatsFactory, clock: FakeClock, pg_dsn: str, schema: str) -> None:
     await seed_days(make_stats, clock)
-    since = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()
+    since = (NOW - timedelta(days=2)).date().isoformat()
     args = [*target(pg_dsn, schema), "report", "--format", "json"]
     _, everything, _ = await run(*args)
     _, recent, _ = await run(*args, "--since", since)
     _, big, _ = await run(*args, "--minimum", "3", "--category", "page")
-    async with make_stats(use_clock=False) as stats:
+    clock.set(NOW)
+    async with make_stats() as stats:
         start = datetime.fromisoformat(since).replace(tzinfo=UTC)
         assert json.loads(recent) == json.loads((await stats.table("day", start=start)).to_json())
         assert json.loads(big) == json.loads((await stats.table("day", minimum=3, categories=["page"])).to_json())
@@ -166,11 +172,11 @@ async def test_mark_maintain_and_migrate(
     # No UsageStats from here on: a started one would run maintenance in the background itself.
     marks = await db.fetch(f'SELECT name, category, at FROM "{schema}".marks ORDER BY at')
     assert [(m["name"], m["category"]) for m in marks] == [("go-live", "timeline"), ("deploy 1.4", "deploy")]
-    assert abs(marks[-1]["at"] - datetime.now(UTC)) < timedelta(minutes=1)
+    assert marks[-1]["at"] == NOW
     report = [*target(pg_dsn, schema), "report", "--format", "json"]
     day_before = json.loads((await run(*report))[1])
 
-    last_ended = (datetime.now(UTC) - timedelta(minutes=10)).date() - timedelta(days=1)  # the default grace
+    last_ended = date(2026, 3, 8)  # the day before the one 10 minutes (the default grace) before NOW
     status, out, _ = await run(*target(pg_dsn, schema), "maintain")
     assert status == 0
     assert out.endswith(f" to {last_ended}\n")
@@ -256,7 +262,7 @@ AUCKLAND = ZoneInfo("Pacific/Auckland")
 
 async def seed_auckland_days(make_stats: StatsFactory, clock: FakeClock) -> None:
     """Three days of counts and visitors of an Auckland service, ending a day ago, not maintained."""
-    clock.set(datetime.now(AUCKLAND).replace(hour=12, minute=0) - timedelta(days=4))  # noon in Auckland
+    clock.set(NOW.astimezone(AUCKLAND).replace(hour=12, minute=0) - timedelta(days=4))  # noon in Auckland
     async with make_stats(timezone="Pacific/Auckland") as stats:
         for n in (2, 5, 3):
             clock.advance(days=1)
@@ -278,7 +284,7 @@ async def test_maintain_without_a_zone_in_the_environment_uses_the_recorded_zone
         monkeypatch.delenv(f"USAGE_STATS_{name}", raising=False)
     status, out, err = await run(*target(pg_dsn, schema), "maintain")
     assert (status, err) == (0, "")
-    last_ended = (datetime.now(AUCKLAND) - timedelta(minutes=10)).date() - timedelta(days=1)
+    last_ended = date(2026, 3, 9)  # NOW is 13:05 on 10 March in Auckland
     assert out.endswith(f" to {last_ended}\n")
     assert await db.fetchval(f'SELECT maintained_through FROM "{schema}".state') == last_ended
     # Every day row (rolled up from base rows) and every distinct row starts at an Auckland midnight.
@@ -289,8 +295,8 @@ async def test_maintain_without_a_zone_in_the_environment_uses_the_recorded_zone
     for row in [*day_rows, *distinct]:
         assert row["start"].astimezone(AUCKLAND).time() == time(0), row["start"]
     assert await db.fetchval(f'SELECT sum(value) FROM "{schema}".counts') == 10  # nothing lost or doubled
-    pending = await db.fetchval(f'SELECT count(*) FROM "{schema}".seen_keys')  # 1 just after an Auckland midnight
-    assert await db.fetchval(f'SELECT sum(value) FROM "{schema}".distinct_counts') + pending == 3
+    assert await db.fetchval(f'SELECT count(*) FROM "{schema}".seen_keys') == 0  # every day is maintained
+    assert await db.fetchval(f'SELECT sum(value) FROM "{schema}".distinct_counts') == 3
 
 
 async def test_an_environment_that_disagrees_with_the_schema_is_a_usage_error(

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 EXIT_OK, EXIT_DATABASE, EXIT_USAGE = 0, 1, 2
+Now = Callable[[], datetime]  # the commands' clock: an aware datetime
 PROG = "usage-stats"
 
 
@@ -112,8 +113,18 @@ def _seconds(text: str) -> timedelta:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
 
 
-def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
-    """Run the command line `argv` (default: `sys.argv[1:]`); returns the exit status."""
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+    clock: Now | None = None,
+) -> int:
+    """Run the command line `argv` (default: `sys.argv[1:]`); returns the exit status.
+
+    `clock` (an aware `datetime` each call; the real time by default) is the "now" of `report`, `mark`
+    and `maintain`, for tests.
+    """
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
     try:
@@ -121,7 +132,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None, std
         overrides = {name: getattr(args, name) for name in ("dsn", "schema") if name in args}
         config = UsageConfig.from_env(**overrides)
         explicit = frozenset(name for name in RECORDED if f"USAGE_STATS_{name.upper()}" in os.environ)
-        return anyio.run(_run, args, config, explicit, out)
+        return anyio.run(_run, args, config, explicit, out, clock or _utc_now)
     except (UsageError, ConfigError) as exc:
         print(f"{PROG}: error: {_one_line(exc)}", file=err)
         return EXIT_USAGE
@@ -140,7 +151,11 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-async def _run(args: argparse.Namespace, config: UsageConfig, explicit: frozenset[str], out: TextIO) -> int:
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _run(args: argparse.Namespace, config: UsageConfig, explicit: frozenset[str], out: TextIO, now: Now) -> int:
 
     dsn, embedded = config.dsn, None
     if dsn is None:  # like the example app: the embedded server, held until the command is done
@@ -150,23 +165,21 @@ async def _run(args: argparse.Namespace, config: UsageConfig, explicit: frozense
         async with connect(dsn, read_only=read_only, statement_cache_size=config.statement_cache_size) as conn:
             if args.command != "settings":
                 config = adopt_settings(config, await stored_settings(conn, config.schema), explicit)
-            return await _COMMANDS[args.command](conn, args, config, out)
+            return await _COMMANDS[args.command](conn, args, config, out, now)
     finally:
         if embedded is not None:
             with anyio.CancelScope(shield=True):
                 await embedded.release()
 
 
-async def _report(conn: Connection, args: argparse.Namespace, config: UsageConfig, out: TextIO) -> int:
+async def _report(conn: Connection, args: argparse.Namespace, config: UsageConfig, out: TextIO, now: Now) -> int:
 
     await _require_schema(conn, config)
     start = None
     if args.since is not None:
         start = _start_of(args.since, config)
     reader = Reader(conn, config)
-    table = await reader.table(
-        args.period, now=datetime.now(UTC), start=start, minimum=args.minimum, categories=args.category
-    )
+    table = await reader.table(args.period, now=now(), start=start, minimum=args.minimum, categories=args.category)
     if args.format == "csv":
         out.write(table.to_csv())
     elif args.format == "json":
@@ -192,7 +205,7 @@ async def _require_schema(conn: Connection, config: UsageConfig) -> None:
         )
 
 
-async def _mark(conn: Connection, args: argparse.Namespace, config: UsageConfig, out: TextIO) -> int:
+async def _mark(conn: Connection, args: argparse.Namespace, config: UsageConfig, out: TextIO, now: Now) -> int:
 
     name, category = clean_name(args.name).strip(), clean_name(args.category).strip()
     if not name or not category:
@@ -200,14 +213,14 @@ async def _mark(conn: Connection, args: argparse.Namespace, config: UsageConfig,
     await check_database(conn)
     await migrate(conn, config.schema)
     await record_settings(conn, config.schema, config)
-    at = datetime.now(UTC)
+    at = now()
     await query.add_mark(conn, config.schema, name, category, at)
     local = at.astimezone(config.zone)
     print(f"marked {name!r} ({category}) at {local:%Y-%m-%d %H:%M:%S %Z}", file=out)
     return EXIT_OK
 
 
-async def _maintain(conn: Connection, args: argparse.Namespace, config: UsageConfig, out: TextIO) -> int:
+async def _maintain(conn: Connection, args: argparse.Namespace, config: UsageConfig, out: TextIO, now: Now) -> int:
 
     await _require_schema(conn, config)
     calendar = Calendar(config.zone, config.base_period)
@@ -217,7 +230,7 @@ async def _maintain(conn: Connection, args: argparse.Namespace, config: UsageCon
         return EXIT_OK
     # The same grace as the running service: every worker's last flush of a day is in.
     grace = max(2 * config.flush_interval, timedelta(minutes=10))
-    last_ended = calendar.day_of((datetime.now(UTC) - grace).timestamp()) - timedelta(days=1)
+    last_ended = calendar.day_of((now() - grace).timestamp()) - timedelta(days=1)
     retention = maintenance.Retention(
         config.keep_base_days, config.keep_days, config.keep_event_months, config.keep_months
     )
@@ -236,7 +249,7 @@ async def _maintain(conn: Connection, args: argparse.Namespace, config: UsageCon
     return EXIT_OK
 
 
-async def _migrate(conn: Connection, args: argparse.Namespace, config: UsageConfig, out: TextIO) -> int:
+async def _migrate(conn: Connection, args: argparse.Namespace, config: UsageConfig, out: TextIO, now: Now) -> int:
 
     await check_database(conn)
     applied = await migrate(conn, config.schema)
@@ -252,7 +265,7 @@ def _describe(settings: Settings) -> str:
     return ", ".join(f"{name} {settings.describe(name)}" for name in RECORDED)
 
 
-async def _settings(conn: Connection, args: argparse.Namespace, config: UsageConfig, out: TextIO) -> int:
+async def _settings(conn: Connection, args: argparse.Namespace, config: UsageConfig, out: TextIO, now: Now) -> int:
 
     await _require_schema(conn, config)
     stored = await stored_settings(conn, config.schema)
@@ -273,7 +286,7 @@ async def _settings(conn: Connection, args: argparse.Namespace, config: UsageCon
     return EXIT_OK
 
 
-Command = Callable[["Connection", argparse.Namespace, UsageConfig, TextIO], Awaitable[int]]
+Command = Callable[["Connection", argparse.Namespace, UsageConfig, TextIO, Now], Awaitable[int]]
 _COMMANDS: dict[str, Command] = {
     "report": _report,
     "mark": _mark,

@@ -15,6 +15,7 @@ from .proxy import CuttableProxy
 from .server import Load, Result, UvicornProcess, stored_counts
 
 OUTAGE = 20.0
+BASELINE = OUTAGE  # the latency baseline: as long as the outage, under the same load, just before it
 
 
 def _summary(results: list[Result]) -> tuple[float, float, float]:
@@ -37,8 +38,8 @@ async def test_database_outage_under_load_loses_nothing(pg_dsn: str, schema: str
             server.wait_ready()
             load = Load(server.url, lambda n: (f"/items/{n % 50}", {}), concurrency=4, pause=0.01)
             async with anyio.create_task_group() as tg:
-                tg.start_soon(load.run, OUTAGE + 30)
-                await anyio.sleep(3)
+                tg.start_soon(load.run, 2 * OUTAGE + 30)
+                await anyio.sleep(BASELINE)
                 cut_at = time.monotonic()
                 if failure == "refused":  # a stopped server: connections closed, new ones refused
                     proxy.cut()
@@ -67,7 +68,7 @@ async def test_database_outage_under_load_loses_nothing(pg_dsn: str, schema: str
         finally:
             shutdown = server.stop()
     log = server.log()
-    before = [r for r in load.results if load.started + r.at < cut_at]
+    before = [r for r in load.results if load.started + r.at < cut_at and load.started + r.at + r.latency < cut_at]
     print(
         f"\noutage {OUTAGE:.0f} s ({failure}): {sent} requests, {len(during)} during the outage, all saved "
         f"{recovered_after:.1f} s after the database came back; shutdown {shutdown:.2f} s; latency "
@@ -77,9 +78,12 @@ async def test_database_outage_under_load_loses_nothing(pg_dsn: str, schema: str
     assert stored[("status", "2xx")] == sent
     assert stored[(CACHE_CATEGORY, CACHE_EVENT)] == sent
     assert len(during) > 100
-    # No added latency: the failing flushes run in the background (loose bounds: a shared 2-core machine).
-    assert _summary(during)[0] <= 2 * _summary(before)[0] + 0.005
-    assert _summary(during)[2] < 0.5
+    # No added latency: the failing flushes run in the background. Compared with the same run's
+    # baseline, never with a fixed time: the 2-core machine is shared, and its speed varies.
+    (median_before, p99_before, max_before), (median_during, p99_during, max_during) = map(_summary, (before, during))
+    assert median_during <= 2 * median_before + 0.005
+    assert p99_during <= 3 * p99_before
+    assert max_during <= 4 * max_before  # a request waiting for the database would wait seconds
     assert "Traceback" not in log
     if failure == "refused":
         # Said once, not once per request or per attempt; the retries back off (not one every 0.5 s).
