@@ -18,7 +18,7 @@ import asyncpg
 from ..periods import Calendar, add_months, month_of
 from . import ledger
 from .migrations import LOCK_DAY_END, quote_ident
-from .periodkeys import PARENTS, ParentStarts, parent_starts
+from .periodkeys import PERIOD_OF, period_starts
 from .saturating import saturating
 
 __all__ = ["Retention", "maintain"]
@@ -33,16 +33,15 @@ ON CONFLICT (level, start, category) DO UPDATE SET value = d.value + excluded.va
 
 # Moves rows of one level older than a cut-off into the next level, summed per parent period; sums
 # saturate at the bounds of bigint, since a day whose roll-up failed would block every later day. The
-# parent's start comes from Python (`periodkeys`); a row whose start is missing from the arrays
-# would get a NULL start and fail the statement, rolling the move back: never a lost count.
+# parent's start is looked up in starts computed by Python (`periodkeys`).
 _ROLL_COUNTS = saturating("""
 WITH moved AS (
     DELETE FROM {s}.counts WHERE level = $1 AND start < $2
     RETURNING start, category, event, value
 )
 INSERT INTO {s}.counts AS c (level, start, category, event, value)
-SELECT $3, p.start, m.category, m.event, least(greatest(sum(m.value), {lo}), {hi})
-FROM moved m LEFT JOIN {parents} ON p.child = m.start GROUP BY 2, 3, 4
+SELECT $3, {parent}, category, event, least(greatest(sum(value), {lo}), {hi})
+FROM moved GROUP BY 2, 3, 4
 ON CONFLICT (level, start, category, event)
 DO UPDATE SET value = least(greatest(c.value::numeric + excluded.value, {lo}), {hi})
 """)
@@ -52,12 +51,12 @@ WITH moved AS (
     DELETE FROM {s}.distinct_counts WHERE level = 2 AND start < $1 RETURNING start, category, value
 )
 INSERT INTO {s}.distinct_counts AS d (level, start, category, value)
-SELECT 3, p.start, m.category, sum(m.value) FROM moved m LEFT JOIN {parents} ON p.child = m.start GROUP BY 2, 3
+SELECT 3, {parent}, category, sum(value) FROM moved GROUP BY 2, 3
 ON CONFLICT (level, start, category) DO UPDATE SET value = d.value + excluded.value
 """
 
-# The starts of the rows that a roll-up will move.
-_ROLLED_STARTS = "SELECT DISTINCT start FROM {s}.{table} WHERE level = $1 AND start < $2"
+# The first and last start of the rows that a roll-up will move (two probes of the primary key).
+_ROLLED_SPAN = "SELECT min(start), max(start) FROM {s}.{table} WHERE level = $1 AND start < $2"
 
 _MERGE_EVENTS = saturating("""
 WITH moved AS (
@@ -126,8 +125,8 @@ async def _close_day(conn: asyncpg.Connection, s: str, calendar: Calendar, keep:
     if cut["day"] is not None:
         await _roll_counts(conn, s, calendar, 2, "month", cut["day"])
         starts = await _parents(conn, s, calendar, "distinct_counts", 2, "month", cut["day"])
-        roll = _ROLL_DISTINCT.format(s=s, parents=PARENTS.format(children="$2", parents="$3"))
-        await conn.execute(roll, cut["day"], *starts)
+        roll = _ROLL_DISTINCT.format(s=s, parent=PERIOD_OF.format(starts="$2", column="start"))
+        await conn.execute(roll, cut["day"], starts)
     if cut["event"] is not None:
         await conn.execute(_MERGE_EVENTS.format(s=s), cut["event"])
     if cut["purge"] is not None:
@@ -139,16 +138,16 @@ async def _roll_counts(
     conn: asyncpg.Connection, s: str, calendar: Calendar, level: int, period: str, cutoff: datetime
 ) -> None:
     starts = await _parents(conn, s, calendar, "counts", level, period, cutoff)
-    roll = _ROLL_COUNTS.format(s=s, parents=PARENTS.format(children="$4", parents="$5"))
-    await conn.execute(roll, level, cutoff, level + 1, *starts)
+    roll = _ROLL_COUNTS.format(s=s, parent=PERIOD_OF.format(starts="$4", column="start"))
+    await conn.execute(roll, level, cutoff, level + 1, starts)
 
 
 async def _parents(
     conn: asyncpg.Connection, s: str, calendar: Calendar, table: str, level: int, period: str, cutoff: datetime
-) -> ParentStarts:
-    """The rows of `level` older than `cutoff` (by start) with the start of the day or month they roll into."""
-    children = await conn.fetch(_ROLLED_STARTS.format(s=s, table=table), level, cutoff)
-    return parent_starts(calendar, period, (r[0] for r in children))
+) -> list[datetime]:
+    """The starts of the days or months that the rows of `level` older than `cutoff` roll into."""
+    first, last = (await conn.fetch(_ROLLED_SPAN.format(s=s, table=table), level, cutoff))[0]
+    return period_starts(calendar, period, first, last)
 
 
 def _cutoffs(calendar: Calendar, keep: Retention, today: date, month: date) -> dict[str, datetime | None]:

@@ -1,31 +1,37 @@
-"""The day or month that each stored row belongs to, decided in Python only and joined into SQL.
+"""The day or month that each stored row belongs to: period starts computed in Python, looked up in SQL.
 
 PostgreSQL is never asked to interpret the time zone: where local midnight happens twice when DST
 ends (Atlantic/Azores, America/Havana), `date_trunc('day', ts, zone)` picks the later midnight while
 `periods.Calendar` starts the day at the earliest instant of its date; and PostgreSQL reads some zone
 names (`CET`, `EET`, `MET`, `WET`) as fixed-offset abbreviations, without DST. So a statement that
-groups rows into days or months first reads the distinct starts of those rows, then receives each
-with the start of its day or month from `Calendar.period_floor` (`parent_starts`) as two arrays,
-joined on equality (`PARENTS`).
+groups rows into days or months gets the sorted starts of every period its rows can fall in
+(`period_starts`, from `Calendar`) as one array, and finds each row's period by binary search
+(`PERIOD_OF`: `width_bucket` gives the last start at or before the row's start). A row before the
+first start gets NULL, which a NOT NULL column refuses: the statement fails rather than misfile it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from ..periods import Calendar
 
-__all__ = ["PARENTS", "ParentStarts", "parent_starts"]
+__all__ = ["PERIOD_OF", "period_starts"]
 
-# (distinct row starts, the start of the day or month each belongs to)
-ParentStarts = tuple[list[datetime], list[datetime]]
+# SQL for the start of the period holding `column`, given the array parameter `starts` (e.g. "$4").
+PERIOD_OF = "({starts}::timestamptz[])[width_bucket({column}, {starts}::timestamptz[])]"
 
-# A FROM item with columns (child, start); format with the two array parameters, e.g. "$4", "$5".
-PARENTS = "unnest({children}::timestamptz[], {parents}::timestamptz[]) AS p(child, start)"
+_AFTER = timedelta(microseconds=1)
 
 
-def parent_starts(calendar: Calendar, period: str, children: Iterable[datetime]) -> ParentStarts:
-    """Each distinct instant of `children` with the start of the `period` ("day" or "month") holding it."""
-    ordered = sorted(set(children))
-    return ordered, [calendar.period_floor(period, child) for child in ordered]
+def period_starts(calendar: Calendar, period: str, first: datetime | None, last: datetime | None) -> list[datetime]:
+    """The starts of every `period` ("day" or "month") from the one holding `first` to the one
+    holding `last`, oldest first; empty when there are no rows (`first` is None)."""
+    if first is None or last is None:
+        return []
+    starts = [calendar.period_floor(period, first)]
+    while True:
+        following = calendar.period_ceil(period, starts[-1].astimezone(UTC) + _AFTER)  # elapsed, not wall, time
+        if following > last:
+            return starts
+        starts.append(following)

@@ -13,7 +13,7 @@ import asyncpg
 
 from ..periods import Calendar
 from .migrations import quote_ident
-from .periodkeys import PARENTS, ParentStarts, parent_starts
+from .periodkeys import PERIOD_OF, period_starts
 from .saturating import saturating
 
 __all__ = ["PeriodCounts", "add_mark", "count_rows", "distinct_rows", "go_live", "marks", "maintained_through"]
@@ -24,8 +24,8 @@ PeriodCounts = tuple[datetime, list[str], list[str], list[bool], list[int], bool
 
 # Rows already at the period's granularity are read as they are, along the primary key; only finer
 # rows (not rolled up yet) are summed per period (saturating at the bounds of bigint). Grouping every
-# row costs ten times the scan. The start of a finer row's period comes from Python (`periodkeys`),
-# joined on the row's start.
+# row costs ten times the scan. The start of a finer row's period is looked up in starts computed by
+# Python (`periodkeys`).
 _COUNTS_PER_PERIOD = saturating("""
 WITH r AS (
     SELECT start AS p, category, event, level = 4 AS total, value, false AS merged
@@ -33,17 +33,22 @@ WITH r AS (
     WHERE level = ANY($1::smallint[]) AND start >= $3 AND start < $4
       AND ($5::text[] IS NULL OR category = ANY($5::text[]))
     UNION ALL
-    SELECT p.start, c.category, c.event, false, least(greatest(sum(c.value), {lo}), {hi})::bigint, true
-    FROM {s}.counts c JOIN {parents} ON p.child = c.start
-    WHERE c.level = ANY($2::smallint[]) AND c.start >= $3 AND c.start < $4
-      AND ($5::text[] IS NULL OR c.category = ANY($5::text[]))
+    SELECT {parent}, category, event, false, least(greatest(sum(value), {lo}), {hi})::bigint, true
+    FROM {s}.counts
+    WHERE level = ANY($2::smallint[]) AND start >= $3 AND start < $4
+      AND ($5::text[] IS NULL OR category = ANY($5::text[]))
     GROUP BY 1, 2, 3
 )
 SELECT p, array_agg(category), array_agg(event), array_agg(total), array_agg(value), bool_or(merged)
 FROM r GROUP BY p
 """)
 
-_FINER_STARTS = "SELECT DISTINCT start FROM {s}.counts WHERE level = ANY($1::smallint[]) AND start >= $2 AND start < $3"
+# The first and last start of the finer rows in [lo, hi): two probes of the primary key per level.
+_FINER_SPAN = """
+SELECT min(m.first), max(m.last) FROM unnest($1::smallint[]) AS l(level), LATERAL (
+    SELECT min(start) AS first, max(start) AS last FROM {s}.counts WHERE level = l.level AND start >= $2 AND start < $3
+) AS m
+"""
 
 
 async def count_rows(
@@ -63,12 +68,12 @@ async def count_rows(
     s = quote_ident(schema)
     cats = list(categories) if categories is not None else None
     finer = list(finer_levels)
-    parents: ParentStarts = ([], [])
+    starts: list[datetime] = []
     if finer:
-        children = await conn.fetch(_FINER_STARTS.format(s=s), finer, lo, hi)
-        parents = parent_starts(calendar, period, (r[0] for r in children))
-    sql = _COUNTS_PER_PERIOD.format(s=s, parents=PARENTS.format(children="$6", parents="$7"))
-    records = await conn.fetch(sql, list(levels), finer, lo, hi, cats, *parents)
+        first, last = (await conn.fetch(_FINER_SPAN.format(s=s), finer, lo, hi))[0]
+        starts = period_starts(calendar, period, first, last)
+    sql = _COUNTS_PER_PERIOD.format(s=s, parent=PERIOD_OF.format(starts="$6", column="start"))
+    records = await conn.fetch(sql, list(levels), finer, lo, hi, cats, starts)
     return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in records]
 
 
