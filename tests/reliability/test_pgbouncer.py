@@ -95,7 +95,7 @@ async def test_two_processes_and_the_cli_work_through_pgbouncer_without_the_stat
         table = await stats.table("day")
 
     monkeypatch.setenv("USAGE_STATS_STATEMENT_CACHE_SIZE", "0")
-    for argv in (["mark", "deploy d"], ["maintain"], ["migrate"]):
+    for argv in (["mark", "deploy d"], ["maintain"], ["migrate"], ["report", "--format", "json"]):
         status = await anyio.to_thread.run_sync(main, [*argv, "--dsn", bouncer.dsn, "--schema", schema])
         assert status == 0, argv
 

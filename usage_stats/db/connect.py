@@ -26,8 +26,6 @@ async def connect(
     DSN's password redacted.
     """
     settings = {"application_name": "usage_stats cli"}
-    if read_only:
-        settings["default_transaction_read_only"] = "on"
     try:
         conn = await asyncpg.connect(
             dsn, timeout=connect_timeout, server_settings=settings, statement_cache_size=statement_cache_size
@@ -37,7 +35,13 @@ async def connect(
     except ValueError as exc:  # an unparsable DSN
         raise StoreUnavailableError(f"invalid DSN {redact_dsn(dsn)}: {exc}") from exc
     try:
-        yield conn
+        if read_only:
+            # One read-only snapshot for the whole command rather than a startup parameter, which a
+            # connection pooler such as pgbouncer refuses; nested transactions become savepoints.
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                yield conn
+        else:
+            yield conn
     except DRIVER_ERRORS as exc:
         raise StoreUnavailableError(_reason(exc)) from exc
     finally:
