@@ -74,9 +74,9 @@ class Delivery:
             raise
         self.in_doubt = None
         if attempt.already_stored:
-            logger.info("usage_stats: a flush whose answer was lost had been stored; it was not sent again")
+            logger.info("usage_stats: a flush whose outcome was unknown had been stored; it was not sent again")
         else:
-            logger.info("usage_stats: a flush whose answer was lost had not been stored; it is stored now")
+            logger.info("usage_stats: a flush whose outcome was unknown had not been stored; it is stored now")
 
     async def send(self, pending: Pending, write: Write, restore: Callable[[Pending], None]) -> None:
         """Write `pending` as a new batch; on failure give it back with `restore`, or keep it in doubt."""
@@ -91,8 +91,8 @@ class Delivery:
             elif attempt.committing:
                 self.in_doubt = batch
                 logger.warning(
-                    "usage_stats: the answer to a flush's COMMIT was lost; its %d counts and %d distinct keys are "
-                    "kept apart until the database says whether it stored them",
+                    "usage_stats: a flush failed while committing, so whether it was stored is unknown; its %d counts "
+                    "and %d distinct keys are kept apart until the database says",
                     pending.total_counts,
                     pending.total_keys,
                 )

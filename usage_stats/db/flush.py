@@ -89,11 +89,11 @@ async def write_pending(
     async with conn.transaction():
         # Shared: flushes run side by side, but never while a day is being closed.
         await conn.execute("SELECT pg_advisory_xact_lock_shared(hashtext($1), $2)", schema, LOCK_DAY_END)
-        if not await ledger.claim(conn, s, flush, at):
+        fresh, done = await ledger.claim(conn, s, flush, at)
+        if not fresh:
             attempt.committing = True
             attempt.already_stored = True
             return FlushResult(0, 0, 0, already_stored=True)
-        done = await conn.fetchval(f"SELECT maintained_through FROM {s}.state")
         live_days = [d for d in days if done is None or d > done]
         dropped = sum(len(v) for d in days if d not in live_days for v in pending.seen[d].values())
         if dropped:

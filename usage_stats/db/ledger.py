@@ -7,26 +7,34 @@ attempt of the same batch committed although its answer was lost. Rows are kept 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 import asyncpg
 
 from ..delivery import FlushId
 
-__all__ = ["CLAIM", "KEEP_DAYS", "claim", "prune"]
+__all__ = ["KEEP_DAYS", "claim", "prune"]
 
 KEEP_DAYS = 7
 
-CLAIM = "INSERT INTO {s}.flush_ledger (process, seq, at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+# With the state a flush reads anyway, so that the ledger costs a flush no round trip.
+_CLAIM = """
+WITH claimed AS (
+    INSERT INTO {s}.flush_ledger (process, seq, at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING 1
+)
+SELECT EXISTS (SELECT FROM claimed) AS fresh, (SELECT maintained_through FROM {s}.state) AS done
+"""
 
 
-async def claim(conn: asyncpg.Connection, s: str, flush: FlushId, at: datetime) -> bool:
-    """Record `flush` in the current transaction; False when it is recorded already (committed before).
+async def claim(conn: asyncpg.Connection, s: str, flush: FlushId, at: datetime) -> tuple[bool, date | None]:
+    """Record `flush` in the current transaction, and read the last day that maintenance closed.
 
-    `s` is the quoted schema name. Waits for a concurrent attempt of the same id to end.
+    Returns (False, ...) when `flush` is recorded already: an earlier attempt committed. `s` is the
+    quoted schema name. Waits for a concurrent attempt of the same id to end.
     """
-    status = await conn.execute(CLAIM.format(s=s), flush.process, flush.seq, at)
-    return bool(status != "INSERT 0 0")
+    row = await conn.fetchrow(_CLAIM.format(s=s), flush.process, flush.seq, at)
+    assert row is not None
+    return bool(row["fresh"]), row["done"]
 
 
 async def prune(conn: asyncpg.Connection, s: str, before: datetime) -> None:
