@@ -12,16 +12,14 @@ first start gets NULL, which a NOT NULL column refuses: the statement fails rath
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from ..periods import Calendar
+from ..periods import Calendar, add_months, month_of
 
 __all__ = ["PERIOD_OF", "period_starts"]
 
 # SQL for the start of the period holding `column`, given the array parameter `starts` (e.g. "$4").
 PERIOD_OF = "({starts}::timestamptz[])[width_bucket({column}, {starts}::timestamptz[])]"
-
-_AFTER = timedelta(microseconds=1)
 
 
 def period_starts(calendar: Calendar, period: str, first: datetime | None, last: datetime | None) -> list[datetime]:
@@ -29,9 +27,11 @@ def period_starts(calendar: Calendar, period: str, first: datetime | None, last:
     holding `last`, oldest first; empty when there are no rows (`first` is None)."""
     if first is None or last is None:
         return []
-    starts = [calendar.period_floor(period, first)]
-    while True:
-        following = calendar.period_ceil(period, starts[-1].astimezone(UTC) + _AFTER)  # elapsed, not wall, time
-        if following > last:
-            return starts
-        starts.append(following)
+    day, last_day = calendar.day_of(first.timestamp()), calendar.day_of(last.timestamp())
+    if period == "month":
+        day, last_day = month_of(day), month_of(last_day)
+    dates = []
+    while day <= last_day:
+        dates.append(day)
+        day = add_months(day, 1) if period == "month" else day + timedelta(days=1)
+    return [calendar.day_start(d) for d in dates]
