@@ -79,7 +79,7 @@ async def test_start_without_the_database_counts_and_saves_once_it_answers(
         pass
     assert [r["at"] for r in await _go_live_marks(pg_dsn, schema)] == [started_at]
 
-    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    errors = [r.getMessage() for r in caplog.records if r.name.startswith("usage_stats") and r.levelno >= logging.ERROR]
     assert len(errors) == 1, errors  # one line for the outage, not one per attempt
     assert "database not ready at start" in errors[0]
     back = [r.getMessage() for r in caplog.records if "succeeded again" in r.getMessage()]
@@ -87,6 +87,28 @@ async def test_start_without_the_database_counts_and_saves_once_it_answers(
     assert match is not None
     assert int(match.group(1)) >= 3  # it did retry, quietly
     print(f"\ndatabase refused at start: {match.group(1)} failed attempts logged as one line; all saved")
+
+
+async def test_start_with_a_hanging_database_returns_and_saves_once_it_answers(
+    pg_dsn: str, schema: str, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="usage_stats")
+    with CuttableProxy(pg_dsn) as proxy:
+        proxy.freeze()  # a network black hole: connections open, nothing answers
+        stats = UsageStats(UsageConfig(dsn=proxy.dsn, schema=schema, flush_interval=timedelta(seconds=1)), clock=clock)
+        began = time.monotonic()
+        with anyio.fail_after(60):
+            await stats.start()  # waits at most START_WAIT for the first answer, then counts in memory
+        print(f"\nstart() with the database hanging returned after {time.monotonic() - began:.1f} s")
+        for _ in range(10):
+            stats.count("/a", "page")
+        proxy.thaw()
+        await _wait_for_counts(pg_dsn, schema, ("page", "/a"), 10)
+        await stats.stop()
+    assert await stored_counts(pg_dsn, schema) == {("page", "/a"): 10}
+    assert len(await _go_live_marks(pg_dsn, schema)) == 1
+    ours = [r for r in caplog.records if r.name.startswith("usage_stats") and r.levelno >= logging.ERROR]
+    assert all("database not ready at start" in r.getMessage() for r in ours)
 
 
 @pytest.mark.slow

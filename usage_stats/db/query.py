@@ -7,7 +7,9 @@ transaction-pooling proxy (pgbouncer) its parse and execute steps reach the same
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import date, datetime
+from typing import Any
 
 import asyncpg
 
@@ -17,6 +19,11 @@ from .periodkeys import PERIOD_OF, period_starts
 from .saturating import saturating
 
 __all__ = ["PeriodCounts", "add_mark", "count_rows", "distinct_rows", "go_live", "marks", "maintained_through"]
+
+def _transaction(conn: asyncpg.Connection) -> AbstractAsyncContextManager[Any]:
+    """A transaction of its own, unless the caller has one already (no savepoint round trips then)."""
+    return nullcontext() if conn.is_in_transaction() else conn.transaction()
+
 
 # One row per period: its start, its rows as parallel arrays (category, event, is-a-total, value),
 # and whether rows finer than the period were summed into it (then an event may appear twice).
@@ -99,7 +106,7 @@ async def distinct_rows(
 
 async def maintained_through(conn: asyncpg.Connection, schema: str) -> date | None:
     """The last day closed by maintenance, or None."""
-    async with conn.transaction():
+    async with _transaction(conn):
         value: date | None = await conn.fetchval(f"SELECT maintained_through FROM {quote_ident(schema)}.state")
     return value
 
@@ -107,7 +114,7 @@ async def maintained_through(conn: asyncpg.Connection, schema: str) -> date | No
 async def go_live(conn: asyncpg.Connection, schema: str, at: datetime) -> datetime:
     """Record the `go-live` mark unless one exists (once ever, also with concurrent starts); return it."""
     s = quote_ident(schema)
-    async with conn.transaction():
+    async with _transaction(conn):
         await conn.execute(
             f"""INSERT INTO {s}.marks (name, category, at) VALUES ('go-live', 'timeline', $1)
                 ON CONFLICT (name) WHERE name = 'go-live' DO NOTHING""",
@@ -120,13 +127,13 @@ async def go_live(conn: asyncpg.Connection, schema: str, at: datetime) -> dateti
 async def add_mark(conn: asyncpg.Connection, schema: str, name: str, category: str, at: datetime) -> None:
     """Record a mark."""
     s = quote_ident(schema)
-    async with conn.transaction():
+    async with _transaction(conn):
         await conn.execute(f"INSERT INTO {s}.marks (name, category, at) VALUES ($1, $2, $3)", name, category, at)
 
 
 async def marks(conn: asyncpg.Connection, schema: str) -> list[tuple[str, str, datetime]]:
     """Every mark, oldest first."""
     s = quote_ident(schema)
-    async with conn.transaction():
+    async with _transaction(conn):
         records = await conn.fetch(f"SELECT name, category, at FROM {s}.marks ORDER BY at, id")
     return [(r[0], r[1], r[2]) for r in records]
