@@ -20,6 +20,7 @@ from .saturating import saturating
 
 __all__ = ["PeriodCounts", "add_mark", "count_rows", "distinct_rows", "go_live", "marks", "maintained_through"]
 
+
 def _transaction(conn: asyncpg.Connection) -> AbstractAsyncContextManager[Any]:
     """A transaction of its own, unless the caller has one already (no savepoint round trips then)."""
     return nullcontext() if conn.is_in_transaction() else conn.transaction()
