@@ -22,6 +22,9 @@ class ClosesADayMidway:
     def transaction(self, **options: Any) -> Any:
         return self._conn.transaction(**options)
 
+    def is_in_transaction(self) -> bool:
+        return self._conn.is_in_transaction()
+
     async def fetch(self, *args: Any, **kwargs: Any) -> Any:
         result = await self._conn.fetch(*args, **kwargs)
         self.queries += 1
