@@ -22,13 +22,13 @@ from .counters import Counters, Pending
 from .db import maintenance, query
 from .db.flush import cap_period_keys, write_pending
 from .db.isolate import write_isolating
-from .db.settings import check_settings
 from .db.store import Store
 from .delivery import Attempt, Batch, Delivery
 from .embedded import EmbeddedServer, start_embedded
 from .errors import ConfigError, StoreUnavailableError, UsageStatsError
 from .periods import Calendar, utc
 from .reader import Reader
+from .readiness import Readiness
 from .sanitise import clean_name
 from .table import Mark, UsageTable
 
@@ -102,14 +102,11 @@ class UsageStats:
         self._background: asyncio.Task[None] | None = None
         self._flush_lock = anyio.Lock()
         self._flush_wanted = anyio.Event()
-        self._go_live: date | None = None
         self._started_at: datetime | None = None
-        self._open_lock = anyio.Lock()
-        self._ready = anyio.Event()  # the schema is current and `go-live` is recorded
+        self._readiness = Readiness(self._prepare)
         self._first_attempt = anyio.Event()
         self._start_returned = anyio.Event()  # maintenance begins after start() (as it did when it connected there)
-        self._refused: ConfigError | None = None  # the database disagrees with the configuration
-        self._discarded = 0  # counts and keys thrown away because of `_refused`
+        self._discarded = 0  # counts and keys thrown away because the database refused the configuration
 
     def __repr__(self) -> str:
         return f"<UsageStats {self._state.value} schema={self.config.schema!r}>"
@@ -178,8 +175,8 @@ class UsageStats:
             self._background = asyncio.get_running_loop().create_task(self._run_background(), name="usage_stats")
             with anyio.move_on_after(START_WAIT):
                 await self._first_attempt.wait()
-            if self._refused is not None:
-                raise self._refused
+            if self._readiness.refused is not None:
+                raise self._readiness.refused
             self._start_returned.set()
         except BaseException:
             self._state = _State.CLOSED
@@ -348,35 +345,16 @@ class UsageStats:
         self._flush_wanted.set()
 
     async def _ready_store(self) -> Store:
-        """The store, once its schema is current and `go-live` recorded (prepared here if need be).
+        """The store, once prepared (here if need be): see `Readiness.ensure`."""
+        await self._readiness.ensure()
+        assert self._store is not None
+        return self._store
 
-        Raises `StoreUnavailableError` while the database cannot be reached, and `ConfigError` for
-        good once it answered that it does not match the configuration.
-        """
-        store = self._store
-        assert store is not None
-        if not self._ready.is_set():
-            async with self._open_lock:
-                if self._refused is not None:
-                    raise self._refused
-                if not self._ready.is_set():
-                    await self._prepare(store)
-        return store
-
-    async def _prepare(self, store: Store) -> None:
+    async def _prepare(self) -> date:
+        assert self._store is not None
         assert self._started_at is not None
-        try:
-            await store.prepare()
-            async with store.connection() as conn:
-                async with conn.transaction():  # one server connection behind a transaction pooler
-                    await check_settings(conn, self.config.schema, self.config)
-                at = await query.go_live(conn, self.config.schema, self._started_at)
-        except ConfigError as exc:
-            self._refused = exc
-            logger.error("usage_stats: %s; this process will store nothing until it is restarted", exc)
-            raise
-        self._go_live = self.calendar.day_of(at.timestamp())
-        self._ready.set()
+        at = await self._store.prepare(self.config, self._started_at)
+        return self.calendar.day_of(at.timestamp())
 
     async def _flush_loop(self) -> None:
         interval = self.config.flush_interval.total_seconds()
@@ -398,7 +376,7 @@ class UsageStats:
                 failures += 1
                 delay = min(interval * 2**failures, max(interval, 30.0))
                 if failures == 1:  # said once per outage, not once per attempt
-                    what = "flush failed" if self._ready.is_set() else "database not ready at start"
+                    what = "flush failed" if self._readiness.ready.is_set() else "database not ready at start"
                     if isinstance(exc, StoreUnavailableError):
                         logger.error("usage_stats: %s, counts kept in memory, retrying: %s", what, exc)
                     else:
@@ -427,8 +405,9 @@ class UsageStats:
         return await self._maintain()
 
     async def _maintain(self) -> list[date]:
-        store = await self._ready_store()
-        assert self._go_live is not None
+        first_day = await self._readiness.ensure()  # the go-live day
+        store = self._store
+        assert store is not None
         now = self._now() - self.grace.total_seconds()
         last_ended = self.calendar.day_of(now) - timedelta(days=1)
         await self._flush_keys_through(last_ended)
@@ -437,7 +416,7 @@ class UsageStats:
         )
         async with store.connection() as conn:
             return await maintenance.maintain(
-                conn, self.config.schema, self.calendar, retention, last_ended=last_ended, first_day=self._go_live
+                conn, self.config.schema, self.calendar, retention, last_ended=last_ended, first_day=first_day
             )
 
     async def _flush_keys_through(self, last_ended: date) -> None:
@@ -454,7 +433,7 @@ class UsageStats:
     async def _maintain_loop(self) -> None:
         grace = self.grace.total_seconds()
         await self._start_returned.wait()
-        await self._ready.wait()  # prepared by the flush loop, which retries and logs
+        await self._readiness.ready.wait()  # prepared by the flush loop, which retries and logs
         while True:
             try:
                 await self._maintain()

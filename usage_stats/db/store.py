@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 import anyio
 import asyncpg
 
-from ..config import redact_dsn
+from ..config import UsageConfig, redact_dsn
 from ..errors import ConfigError, StoreUnavailableError
 from .migrations import migrate
+from .query import go_live
+from .settings import check_settings
 
 __all__ = ["DRIVER_ERRORS", "Store", "check_database"]
 
@@ -56,14 +59,18 @@ class Store:
         )
         return cls(pool, schema, dsn)
 
-    async def prepare(self) -> None:
-        """Check the database and create or migrate the schema (only reads when it is current);
-        raises `StoreUnavailableError` on failure and `ConfigError` for a database that cannot hold
-        the statistics."""
+    async def prepare(self, config: UsageConfig, started_at: datetime) -> datetime:
+        """Check the database, create or migrate the schema (only reads when it is current), check
+        or record the settings, and record `go-live` at `started_at` unless it exists; returns the
+        `go-live` time. Raises `StoreUnavailableError` on failure, `ConfigError` for a database that
+        cannot hold the statistics or whose recorded settings `config` contradicts."""
         async with self.connection() as conn:
             async with conn.transaction():  # one server connection behind a transaction pooler
                 await check_database(conn)
             await migrate(conn, self.schema)
+            async with conn.transaction():
+                await check_settings(conn, self.schema, config)
+            return await go_live(conn, self.schema, started_at)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
