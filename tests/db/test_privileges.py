@@ -5,11 +5,12 @@ The GRANTs are the ones `docs/deployment.md` documents, read from that page."""
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -18,7 +19,7 @@ import asyncpg
 import pytest
 
 from tests.conftest import FakeClock
-from usage_stats import UsageConfig, UsageStats
+from usage_stats import StoreUnavailableError, UsageConfig, UsageStats
 from usage_stats.cli import main
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "deployment.md"
@@ -108,3 +109,33 @@ async def test_a_least_privilege_role_runs_the_app(
     assert [r[0] for r in await db.fetch(f'SELECT name FROM "{schema}".marks ORDER BY id')] == ["go-live", "deploy v2"]
     rows = {(r.category, r.event): r.value for p in table.periods for r in p.rows if r.kind == "count"}
     assert rows == {("page", "/items/{item_id}"): 33}
+
+
+async def test_the_app_role_waits_for_the_owner_to_migrate(
+    pg_dsn: str, schema: str, roles: Roles, clock: FakeClock, db: asyncpg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Deployed before `usage-stats migrate` ran: the role may not create the schema. The app starts,
+    # counts in memory, says so once, and saves everything once the owner has migrated and granted.
+    caplog.set_level(logging.INFO, logger="usage_stats")
+    owner_dsn, app_dsn = as_role(pg_dsn, roles.owner), as_role(pg_dsn, roles.app)
+    config = UsageConfig(dsn=app_dsn, schema=schema, flush_interval=timedelta(milliseconds=100))
+    async with UsageStats(config, clock=clock) as stats:
+        stats.add("/", "page", 5)
+        with pytest.raises(StoreUnavailableError, match="permission denied"):
+            await stats.flush()
+        await anyio.to_thread.run_sync(main, ["migrate", "--dsn", owner_dsn, "--schema", schema])
+        owner = await asyncpg.connect(owner_dsn)
+        try:
+            for statement in documented_grants(schema, roles.app):
+                await owner.execute(statement)
+        finally:
+            await owner.close()
+        with anyio.fail_after(60):
+            while True:  # the background retry (backing off) gets through
+                if not stats.pending:
+                    break
+                await anyio.sleep(0.1)
+    assert await db.fetchval(f'SELECT sum(value) FROM "{schema}".counts') == 5
+    errors = [r.getMessage() for r in caplog.records if r.name.startswith("usage_stats") and r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "permission denied" in errors[0]
