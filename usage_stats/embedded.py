@@ -75,9 +75,13 @@ class EmbeddedServer:
                 _held[self.data_dir] = (handle, holders - 1)
                 return
             del _held[self.data_dir]
-            with _wheel_lock():
-                _drop_dead_holders(self.data_dir)
-            handle.cleanup()  # drops this process from the list, and stops the server if it was the last
+            try:
+                with _wheel_lock():
+                    _drop_dead_holders(self.data_dir)
+                handle.cleanup()  # drops this process from the list, and stops the server if it was the last
+            except Exception:  # a development server that will not stop must not break the app's shutdown
+                logger.exception("usage_stats: could not release the embedded PostgreSQL in %s", self.data_dir)
+                return
         logger.info("usage_stats: released the embedded PostgreSQL in %s", self.data_dir)
 
 
