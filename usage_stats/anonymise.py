@@ -7,7 +7,7 @@ import ipaddress
 import secrets
 from datetime import date
 
-from .bounds import bounded_key
+from .bounds import MAX_KEY_BYTES, bounded_key
 
 __all__ = ["AddressCutter", "KeyEncoder", "MemoryPseudonyms", "cut_address", "keyed_hash"]
 
@@ -116,4 +116,5 @@ class KeyEncoder:
             return keyed_hash(salt, kind, value)
         if self.scheme == "memory":
             return self._pseudonyms.user(day, value) if kind == "u" else self._pseudonyms.visitor(day, value)
-        return bounded_key(value.encode("utf-8", "surrogatepass"))
+        raw = value.encode("utf-8", "surrogatepass")
+        return raw if len(raw) <= MAX_KEY_BYTES else bounded_key(raw)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 
 from .anonymise import AddressCutter, KeyEncoder
-from .bounds import check_count
+from .bounds import BIGINT_MAX, BIGINT_MIN, check_count
 from .config import UsageConfig
 from .counters import Counters, Pending
 from .db import maintenance, query
@@ -123,7 +123,8 @@ class UsageStats:
         `n` must be an integer (not a bool) in the signed 64-bit range: anything else raises
         `TypeError` or `ValueError` here, at the call, rather than failing a flush later.
         """
-        n = check_count(n)
+        if type(n) is not int or not BIGINT_MIN <= n <= BIGINT_MAX:  # the common case costs no call
+            n = check_count(n)
         if n:
             self._counters.add(category, event, n)
 
