@@ -10,8 +10,10 @@ import pytest
 from tests.conftest import StatsFactory
 from usage_stats.db import maintenance, query
 from usage_stats.db.migrations import quote_ident
+from usage_stats.db.periodkeys import PERIOD_OF
 
 NOW = datetime(2026, 3, 10, tzinfo=UTC)
+DAYS = [NOW - timedelta(days=d) for d in range(400, -1, -1)]  # period starts, as Python passes them
 
 
 async def plan(db: asyncpg.Connection, sql: str, *args: object) -> str:
@@ -41,23 +43,22 @@ async def big(make_stats: StatsFactory, db: asyncpg.Connection, schema: str) -> 
 
 
 async def test_recent_day_table_uses_the_primary_key(db: asyncpg.Connection, big: str) -> None:
-    sql = query._COUNTS_PER_PERIOD.format(s=big)
-    text = await plan(db, sql, "day", "UTC", [2], [1], NOW - timedelta(days=3), NOW, None)
+    sql = query._COUNTS_PER_PERIOD.format(s=big, parent=PERIOD_OF.format(starts="$6", column="start"))
+    text = await plan(db, sql, [2], [1], NOW - timedelta(days=3), NOW, None, DAYS[-4:])
     assert "counts_pkey" in text
     assert "Seq Scan" not in text
 
 
 async def test_month_table_of_a_few_months_uses_the_primary_key(db: asyncpg.Connection, big: str) -> None:
-    sql = query._COUNTS_PER_PERIOD.format(s=big)
-    text = await plan(
-        db, sql, "month", "UTC", [3, 4], [1, 2], NOW - timedelta(days=400), NOW - timedelta(days=300), None
-    )
+    sql = query._COUNTS_PER_PERIOD.format(s=big, parent=PERIOD_OF.format(starts="$6", column="start"))
+    months = [datetime(2025, m, 1, tzinfo=UTC) for m in range(1, 4)]
+    text = await plan(db, sql, [3, 4], [1, 2], NOW - timedelta(days=400), NOW - timedelta(days=300), None, months)
     assert "counts_pkey" in text
     assert "Seq Scan" not in text
 
 
 async def test_rollup_of_old_base_rows_uses_the_primary_key(db: asyncpg.Connection, big: str) -> None:
-    sql = maintenance._ROLL_COUNTS.format(s=big)
-    text = await plan(db, sql, 1, NOW - timedelta(hours=46), 2, "day", "UTC")
+    sql = maintenance._ROLL_COUNTS.format(s=big, parent=PERIOD_OF.format(starts="$4", column="start"))
+    text = await plan(db, sql, 1, NOW - timedelta(hours=46), 2, DAYS[-3:])
     assert "counts_pkey" in text
     assert "Seq Scan on counts" not in text
