@@ -239,6 +239,25 @@ async def test_fastapi_routes_docs_and_mounted_apps(make_stats: StatsFactory, tm
     }
 
 
+async def test_a_fastapi_app_mounted_in_a_starlette_app(make_stats: StatsFactory) -> None:
+    # Starlette 1.7+ leaves the mount as the route while FastAPI's own routes run below it.
+    sub = shop_app()
+    app = Starlette(routes=[Route("/", ok), Mount("/shop/{shop}", app=sub)])
+    async with make_stats() as stats:
+        app.add_middleware(UsageMiddleware, stats=stats)
+        paths = ["/shop/a/openapi.json", "/shop/b/docs", "/shop/c/items/1", "/shop/d/legacy/things/x", "/"]
+        await served(app, [("GET", p, 200) for p in paths * 3] + [("GET", "/shop/a/nothing", 404)])
+        counts = await recorded(stats)
+    assert pages(counts) == {
+        ("page", "/shop/{shop}/openapi.json"): 3,
+        ("page", "/shop/{shop}/docs"): 3,
+        ("page", "/shop/{shop}/items/{item_id}"): 3,
+        ("page", "/shop/{shop}/legacy/things/{thing}"): 3,
+        ("page", "/"): 3,
+        ("bad-req", "not-found"): 1,
+    }
+
+
 async def test_the_same_endpoint_on_several_routes_and_mounts(make_stats: StatsFactory) -> None:
     # Starlette before 1.7 leaves only the endpoint in the scope: one function behind several routes,
     # and one router mounted twice, are told apart by the path.

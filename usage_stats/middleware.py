@@ -73,8 +73,8 @@ class UsageMiddleware:
         self._user_id_logged = False
         self._hooks = event_name is not None or category is not None or user_id is not None
         self._counters = stats._counters
-        # id(endpoint) ^ id(route) ^ id(FastAPI route context), as the app left them in the scope ->
-        # (those three objects, (category, event)); only for templates that follow from those alone
+        # `_key` of the endpoint, route and FastAPI route context the app left in the scope -> (those
+        # three objects, (category, event)); only for templates that follow from those three alone
         self._events: dict[int, tuple[object, object, object, tuple[str, str]]] = {}
         self._networks: dict[str, str | None] = {}  # peer address -> cut network
 
@@ -111,8 +111,12 @@ class UsageMiddleware:
             endpoint = scope.get("endpoint")
             route = scope.get("route")
             fastapi = scope.get("fastapi")
-            context = fastapi.get("effective_route_context") if type(fastapi) is dict else None
-            hit = self._events.get(id(endpoint) ^ id(route) ^ id(context))
+            if fastapi is None:
+                context = None
+                hit = self._events.get(id(endpoint) if route is None else id(route))
+            else:
+                context = fastapi.get("effective_route_context") if type(fastapi) is dict else None
+                hit = self._events.get(_key(endpoint, route, context))
             status_key = _STATUS_KEYS.get(status)
             if (
                 hit is None
@@ -187,7 +191,7 @@ class UsageMiddleware:
         context = route_context(scope)
         if len(self._events) >= _CACHE_LIMIT:
             self._events.clear()
-        self._events[id(endpoint) ^ id(route) ^ id(context)] = (endpoint, route, context, key)
+        self._events[_key(endpoint, route, context)] = (endpoint, route, context, key)
 
     def _network(self, scope: Scope) -> str | None:
         """The visitor's cut network, cached per peer address when it does not depend on headers."""
@@ -245,3 +249,10 @@ class UsageMiddleware:
         if identity is None or identity == "":
             identity = getattr(user, "display_name", None)
         return None if identity is None or identity == "" else str(identity)
+
+
+def _key(endpoint: object, route: object, context: object) -> int:
+    """The cache key of a request: its most specific object (checked against all three on a hit)."""
+    if context is not None:
+        return id(context)
+    return id(endpoint) if route is None else id(route)
