@@ -6,14 +6,16 @@ values must never reach the database."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from fastapi import APIRouter, FastAPI
 from starlette.applications import Starlette
+from starlette.datastructures import URLPath
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Host, Mount, Route, Router
+from starlette.routing import BaseRoute, Host, Match, Mount, NoMatchFound, Route, Router
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -306,6 +308,32 @@ async def test_the_middleware_wrapping_the_app_or_inside_other_middleware(make_s
             await served(app, [("GET", "/users/u", 200), ("GET", f"/shop/{SECRET}/items/9", 200)])
         counts = await recorded(stats)
     assert pages(counts) == {("page", "/users/{user_id}"): 2, ("page", "/shop/{shop}/items/{id}"): 2}
+
+
+class Unreadable(BaseRoute):
+    """A third-party route whose attributes raise when read: it never matches."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"no {name}")
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        return Match.NONE, {}
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        raise NoMatchFound(name, path_params)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise AssertionError("never matched")
+
+
+async def test_a_route_that_cannot_be_read_does_not_stop_the_others(make_stats: StatsFactory) -> None:
+    app = Starlette(routes=[Unreadable(), Route("/items/{id}", ok), Mount("/m/{x}", routes=[Unreadable()])])
+    async with make_stats() as stats:
+        app.add_middleware(UsageMiddleware, stats=stats)
+        await served(app, [("GET", "/items/1", 200), ("GET", "/m/1/y", 404), ("GET", "/items/2", 200)])
+        counts = await recorded(stats)
+    assert pages(counts) == {("page", "/items/{id}"): 2, ("bad-req", "not-found"): 1}
+    assert counts[("status", "2xx")] == 2
 
 
 async def test_routes_added_after_the_first_request(make_stats: StatsFactory) -> None:

@@ -51,10 +51,21 @@ class RouteTemplates:
         self._app = app
         self._index: dict[int, list[tuple[object, Position]]] | None = None
         self._unknown: dict[int, object] = {}  # endpoints not in the tree even after re-indexing
+        self._failed = False
 
     def __call__(self, scope: MutableMapping[str, Any], entry_root_path: str) -> tuple[str | None, bool]:
         """The template (None when no route or mount served the request), and whether it follows from the
-        scope's endpoint, route and route context alone (then callers may cache it under those)."""
+        scope's endpoint, route and route context alone (then callers may cache it under those).
+        Never raises: a route tree it cannot read names the request `None` (the request still counts)."""
+        try:
+            return self._resolve(scope, entry_root_path)
+        except Exception:
+            if not self._failed:
+                self._failed = True
+                logger.warning("usage_stats: could not read the app's route tree; counted as not found", exc_info=True)
+            return None, False
+
+    def _resolve(self, scope: MutableMapping[str, Any], entry_root_path: str) -> tuple[str | None, bool]:
         endpoint = scope.get("endpoint")
         if endpoint is None:
             return None, True
@@ -131,15 +142,18 @@ class _Indexer:
         if depth > _MAX_DEPTH:
             return
         for route in routes:
-            contexts = getattr(route, "effective_route_contexts", None)
-            if callable(contexts) and not isinstance(route, (Mount, Host)):
-                # FastAPI 0.16x keeps an included router as one route; its contexts carry the full paths.
-                for inner in contexts():
-                    effective = getattr(inner, "starlette_route", None) or inner
-                    scope_route = getattr(inner, "original_route", effective)
-                    self.visit(effective, scope_route, template, regex, inner, depth)
-            else:
-                self.visit(route, route, template, regex, context, depth)
+            try:
+                contexts = getattr(route, "effective_route_contexts", None)
+                if callable(contexts) and not isinstance(route, (Mount, Host)):
+                    # FastAPI 0.16x keeps an included router as one route; its contexts carry the full paths.
+                    for inner in contexts():
+                        effective = getattr(inner, "starlette_route", None) or inner
+                        scope_route = getattr(inner, "original_route", effective)
+                        self.visit(effective, scope_route, template, regex, inner, depth)
+                else:
+                    self.visit(route, route, template, regex, context, depth)
+            except Exception:  # a route this module cannot read: its requests count as not found
+                logger.debug("usage_stats: skipped a route that could not be indexed", exc_info=True)
 
     def visit(
         self, route: object, scope_route: object, template: str, regex: str, context: object | None, depth: int
