@@ -39,6 +39,16 @@ async def metrics(scope: Scope, receive: Receive, send: Send) -> None:
     await PlainTextResponse("# metrics")(scope, receive, send)
 
 
+class OtherFramework:
+    """Another framework's ASGI app: routes of its own, which are not Starlette's."""
+
+    def __init__(self) -> None:
+        self.routes = ["/a", "/b/{id}"]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await PlainTextResponse("other framework")(scope, receive, send)
+
+
 async def served(app: ASGIApp, requests: list[tuple[str, str, int]], host: str = "testserver") -> None:
     async with client(app) as c:
         for method, path, status in requests:
@@ -77,6 +87,7 @@ def starlette_app(static: Path) -> Starlette:
             Mount("/sub", app=sub),
             Mount("/static", app=StaticFiles(directory=static)),
             Mount("/metrics", app=metrics),
+            Mount("/other", app=OtherFramework()),
             Host("api.example.com", app=Router(routes=[Route("/v/{n}", ok)])),
         ]
     )
@@ -107,6 +118,7 @@ async def test_plain_starlette_routes_mounts_and_mounted_apps(make_stats: StatsF
                 ("GET", "/static/missing.css", 404),  # StaticFiles served it: its own 404
                 ("GET", "/metrics/", 200),
                 ("GET", "/metrics/anything", 200),
+                ("GET", "/other/b/1", 200),
                 ("GET", "/nowhere", 404),
                 ("GET", "/api/v1/items/not-an-int", 404),  # inside a mount, but no route matched there
                 ("GET", f"/tenants/{SECRET}/nothing", 404),
@@ -129,6 +141,7 @@ async def test_plain_starlette_routes_mounts_and_mounted_apps(make_stats: StatsF
         ("page", "/sub/deep/{x}/leaf"): 1,
         ("page", "/static/{path}"): 2,
         ("page", "/metrics/{path}"): 2,
+        ("page", "/other/{path}"): 1,
         ("page", "/v/{n}"): 2,
         ("bad-req", "not-found"): 4,
     }

@@ -19,7 +19,7 @@ from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.routing import Host, Mount, compile_path
+from starlette.routing import BaseRoute, Host, Mount, compile_path
 
 __all__ = ["RouteTemplates", "route_context"]
 
@@ -119,14 +119,16 @@ def route_context(scope: MutableMapping[str, Any]) -> object | None:
     return fastapi.get("effective_route_context") if isinstance(fastapi, dict) else None
 
 
-def routes_of(app: object) -> list[object] | None:
-    """The routes of `app`, following `.app` through middleware; None for an app without routes."""
+def routes_of(app: object) -> list[BaseRoute] | None:
+    """The Starlette routes of `app`, following `.app` through middleware; None for an app without
+    routes, or whose routes are not Starlette's (another framework's app: counted as a raw app)."""
     for _ in range(_MAX_DEPTH):
         if app is None:
             return None
         routes = getattr(app, "routes", None)
         if isinstance(routes, Iterable) and not isinstance(routes, (str, bytes)):
-            return list(routes)
+            found = list(routes)
+            return found if all(isinstance(route, BaseRoute) for route in found) else None
         app = getattr(app, "app", None)
     return None
 
