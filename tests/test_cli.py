@@ -19,7 +19,7 @@ from tests.conftest import FakeClock, StatsFactory
 from usage_stats import ConfigError
 from usage_stats.cli import main
 from usage_stats.db.migrations import MIGRATIONS
-from usage_stats.textout import render_text
+from usage_stats.tables.formats import render_text
 
 BAD_DSN = "postgresql://someone:s3cret@127.0.0.1:1/nothing"
 # The CLI's "now" in these tests: five minutes after a UTC midnight, inside maintenance's 10-minute grace,

@@ -9,6 +9,7 @@ DESIGNED = {
     "UsageConfig",
     "UsageMiddleware",
     "UsageStats",
+    "UsageReader",
     "UsageTable",
     "Period",
     "Row",

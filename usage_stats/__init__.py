@@ -17,7 +17,7 @@ from .identity import bearer_token
 from .logfilter import CountingFilter
 from .middleware import UsageMiddleware
 from .stats import UsageStats
-from .table import Mark, Period, Row, UsageTable
+from .tables import Mark, Period, Row, UsageReader, UsageTable
 
 __all__ = [
     "ConfigError",
@@ -28,6 +28,7 @@ __all__ = [
     "StoreUnavailableError",
     "UsageConfig",
     "UsageMiddleware",
+    "UsageReader",
     "UsageStats",
     "UsageStatsError",
     "UsageTable",

@@ -14,26 +14,21 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, NoReturn, TextIO
+from typing import NoReturn, TextIO
 
 import anyio
 
 from . import __version__
 from .config import UsageConfig
-from .db import maintenance, query
-from .db.connect import connect, schema_version
-from .db.migrations import migrate
-from .db.settings import RECORDED, Settings, adopt_settings, change_settings, record_settings, stored_settings
-from .db.store import check_database
+from .db import maintenance
+from .db.settings import RECORDED, Settings, adopt_settings
+from .db.store import Store
 from .embedded import start_embedded
 from .errors import ConfigError, StoreUnavailableError, UsageStatsError
-from .periods import Calendar
-from .reader import Reader
+from .periods import PERIODS, Calendar
 from .sanitise import clean_name
-from .textout import render_text
-
-if TYPE_CHECKING:
-    from asyncpg import Connection
+from .tables import formats
+from .tables.read import Reader
 
 __all__ = ["main"]
 
@@ -78,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     report = commands.add_parser("report", parents=[common], help="print a table (only reads)")
-    report.add_argument("--period", choices=("day", "month", "base"), default="day", help="default: day")
+    report.add_argument("--period", choices=PERIODS, default="day", help="default: day")
     report.add_argument("--format", choices=("text", "csv", "json"), default="text", help="default: text")
     report.add_argument("--since", type=_since, help="first day (YYYY-MM-DD, in the configured time zone)")
     report.add_argument("--minimum", type=_minimum, default=0, metavar="N", help="leave out values below N")
@@ -162,30 +157,31 @@ async def _run(args: argparse.Namespace, config: UsageConfig, explicit: frozense
         dsn, embedded = await start_embedded()
     try:
         read_only = args.command == "report"
-        async with connect(dsn, read_only=read_only, statement_cache_size=config.statement_cache_size) as conn:
+        async with Store.connect(
+            dsn, config.schema, read_only=read_only, statement_cache_size=config.statement_cache_size
+        ) as store:
             if args.command != "settings":
-                config = adopt_settings(config, await stored_settings(conn, config.schema), explicit)
-            return await _COMMANDS[args.command](conn, args, config, out, now)
+                config = adopt_settings(config, await store.settings(), explicit)
+            return await _COMMANDS[args.command](store, args, config, out, now)
     finally:
         if embedded is not None:
             with anyio.CancelScope(shield=True):
                 await embedded.release()
 
 
-async def _report(conn: Connection, args: argparse.Namespace, config: UsageConfig, out: TextIO, now: Now) -> int:
-
-    await _require_schema(conn, config)
+async def _report(store: Store, args: argparse.Namespace, config: UsageConfig, out: TextIO, now: Now) -> int:
+    await _require_schema(store, config)
     start = None
     if args.since is not None:
         start = _start_of(args.since, config)
-    reader = Reader(conn, config)
+    reader = Reader(store, config)
     table = await reader.table(args.period, now=now(), start=start, minimum=args.minimum, categories=args.category)
     if args.format == "csv":
-        out.write(table.to_csv())
+        out.write(formats.to_csv(table))
     elif args.format == "json":
-        out.write(table.to_json() + "\n")
+        out.write(formats.to_json(table) + "\n")
     else:
-        out.write(render_text(table))
+        out.write(formats.render_text(table))
     return EXIT_OK
 
 
@@ -197,67 +193,47 @@ def _start_of(since: date | datetime, config: UsageConfig) -> datetime:
     return Calendar(zone, config.base_period).day_start(since)
 
 
-async def _require_schema(conn: Connection, config: UsageConfig) -> None:
-    if await schema_version(conn, config.schema) is None:
+async def _require_schema(store: Store, config: UsageConfig) -> None:
+    if await store.schema_version() is None:
         raise UsageStatsError(
             f"schema {config.schema!r} holds no usage statistics in this database "
             f"(run `{PROG} migrate`, or start the app once)"
         )
 
 
-async def _mark(conn: Connection, args: argparse.Namespace, config: UsageConfig, out: TextIO, now: Now) -> int:
-
+async def _mark(store: Store, args: argparse.Namespace, config: UsageConfig, out: TextIO, now: Now) -> int:
     name, category = clean_name(args.name).strip(), clean_name(args.category).strip()
     if not name or not category:
         raise UsageError("a mark needs a non-empty name and category")
-    await check_database(conn)
-    await migrate(conn, config.schema)
-    await record_settings(conn, config.schema, config)
+    await store.migrate(config)
     at = now()
-    await query.add_mark(conn, config.schema, name, category, at)
+    await store.add_mark(name, category, at)
     local = at.astimezone(config.zone)
     print(f"marked {name!r} ({category}) at {local:%Y-%m-%d %H:%M:%S %Z}", file=out)
     return EXIT_OK
 
 
-async def _maintain(conn: Connection, args: argparse.Namespace, config: UsageConfig, out: TextIO, now: Now) -> int:
-
-    await _require_schema(conn, config)
+async def _maintain(store: Store, args: argparse.Namespace, config: UsageConfig, out: TextIO, now: Now) -> int:
+    await _require_schema(store, config)
     calendar = Calendar(config.zone, config.base_period)
-    go_live = next((at for name, _, at in await query.marks(conn, config.schema) if name == "go-live"), None)
+    go_live = next((m.at for m in await store.marks() if m.name == "go-live"), None)
     if go_live is None:
         print("nothing to maintain: the service has not gone live yet", file=out)
         return EXIT_OK
-    # The same grace as the running service: every worker's last flush of a day is in.
-    grace = max(2 * config.flush_interval, timedelta(minutes=10))
-    last_ended = calendar.day_of((now() - grace).timestamp()) - timedelta(days=1)
-    retention = maintenance.Retention(
-        config.keep_base_days, config.keep_days, config.keep_event_months, config.keep_months
-    )
-    days = await maintenance.maintain(
-        conn,
-        config.schema,
-        calendar,
-        retention,
-        last_ended=last_ended,
-        first_day=calendar.day_of(go_live.timestamp()),
-    )
+    plan = maintenance.plan(config, calendar, now().timestamp())  # the running service's rule
+    days = await store.maintain(calendar, plan, first_day=calendar.day_of(go_live.timestamp()))
     if days:
         print(f"maintained {len(days)} day(s): {days[0]} to {days[-1]}", file=out)
     else:
-        print(f"nothing to maintain: every day up to {last_ended} was done already", file=out)
+        print(f"nothing to maintain: every day up to {plan.last_ended} was done already", file=out)
     return EXIT_OK
 
 
-async def _migrate(conn: Connection, args: argparse.Namespace, config: UsageConfig, out: TextIO, now: Now) -> int:
-
-    await check_database(conn)
-    applied = await migrate(conn, config.schema)
-    recorded = await record_settings(conn, config.schema, config)
-    version = await schema_version(conn, config.schema)
-    state = f"applied {applied} migration(s)" if applied else "already up to date"
-    print(f"schema {config.schema}: {state}, at version {version}", file=out)
-    print(f"settings: {_describe(recorded)}", file=out)
+async def _migrate(store: Store, args: argparse.Namespace, config: UsageConfig, out: TextIO, now: Now) -> int:
+    done = await store.migrate(config)
+    state = f"applied {done.applied} migration(s)" if done.applied else "already up to date"
+    print(f"schema {config.schema}: {state}, at version {done.version}", file=out)
+    print(f"settings: {_describe(done.settings)}", file=out)
     return EXIT_OK
 
 
@@ -265,10 +241,9 @@ def _describe(settings: Settings) -> str:
     return ", ".join(f"{name} {settings.describe(name)}" for name in RECORDED)
 
 
-async def _settings(conn: Connection, args: argparse.Namespace, config: UsageConfig, out: TextIO, now: Now) -> int:
-
-    await _require_schema(conn, config)
-    stored = await stored_settings(conn, config.schema)
+async def _settings(store: Store, args: argparse.Namespace, config: UsageConfig, out: TextIO, now: Now) -> int:
+    await _require_schema(store, config)
+    stored = await store.settings()
     wanted = {name: getattr(args, name) for name in RECORDED if getattr(args, name) is not None}
     if not wanted:
         shown = "none recorded yet (the next process to start records its own)" if stored is None else _describe(stored)
@@ -276,8 +251,7 @@ async def _settings(conn: Connection, args: argparse.Namespace, config: UsageCon
         return EXIT_OK
     base = config if stored is None else dataclasses.replace(config, **dataclasses.asdict(stored))
     new = Settings.of(dataclasses.replace(base, **wanted))  # validated like any configuration
-    await migrate(conn, config.schema)  # a schema that predates recorded settings gets their table
-    old = await change_settings(conn, config.schema, new)
+    old = await store.change_settings(new)
     if old == new:
         print(f"schema {config.schema}: unchanged, {_describe(new)}", file=out)
     else:
@@ -286,7 +260,7 @@ async def _settings(conn: Connection, args: argparse.Namespace, config: UsageCon
     return EXIT_OK
 
 
-Command = Callable[["Connection", argparse.Namespace, UsageConfig, TextIO, Now], Awaitable[int]]
+Command = Callable[[Store, argparse.Namespace, UsageConfig, TextIO, Now], Awaitable[int]]
 _COMMANDS: dict[str, Command] = {
     "report": _report,
     "mark": _mark,

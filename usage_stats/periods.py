@@ -11,10 +11,22 @@ period, so a base of one day is always one period per day.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
-__all__ = ["Calendar", "Slot", "add_months", "month_of"]
+__all__ = ["PERIODS", "Calendar", "PeriodName", "Slot", "add_months", "month_of", "period_name"]
+
+PeriodName = Literal["day", "month", "base"]
+PERIODS: tuple[PeriodName, ...] = ("day", "month", "base")
+
+
+def period_name(value: str) -> PeriodName:
+    """`value` as a period name; `ValueError` unless it is one of `PERIODS`."""
+    for name in PERIODS:
+        if value == name:
+            return name
+    raise ValueError(f"period must be one of {', '.join(PERIODS)}, not {value!r}")
+
 
 _DAY_SECONDS = 86_400
 
@@ -90,7 +102,7 @@ class Calendar:
         """The first instant of the month holding `month`."""
         return self.day_start(month_of(month))
 
-    def period_floor(self, period: str, moment: datetime) -> datetime:
+    def period_floor(self, period: PeriodName, moment: datetime) -> datetime:
         """The start of the `period` ("base", "day" or "month") that holds `moment`."""
         ts = moment.timestamp()
         if period == "base":
@@ -98,7 +110,7 @@ class Calendar:
         day = self.day_of(ts)
         return self.day_start(month_of(day) if period == "month" else day)
 
-    def period_ceil(self, period: str, moment: datetime) -> datetime:
+    def period_ceil(self, period: PeriodName, moment: datetime) -> datetime:
         """The start of the first `period` that begins at or after `moment`."""
         floor = self.period_floor(period, moment)
         if floor >= moment:

@@ -19,7 +19,7 @@ from .anonymise import AddressCutter, KeyEncoder
 from .bounds import BIGINT_MAX, BIGINT_MIN, check_count
 from .config import UsageConfig
 from .counters import Counters, Pending
-from .db import maintenance, query
+from .db import maintenance
 from .db.flush import cap_period_keys, write_pending
 from .db.isolate import write_isolating
 from .db.store import Store
@@ -27,10 +27,10 @@ from .delivery import Attempt, Batch, Delivery
 from .embedded import EmbeddedServer, start_embedded
 from .errors import ConfigError, StoreUnavailableError, UsageStatsError
 from .periods import Calendar, utc
-from .reader import Reader
 from .readiness import Readiness
 from .sanitise import clean_name
-from .table import Mark, UsageTable
+from .tables.model import Mark, UsageTable
+from .tables.read import Reader
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
@@ -397,7 +397,7 @@ class UsageStats:
     @property
     def grace(self) -> timedelta:
         """How long after a day ends its maintenance waits for every worker's last flush."""
-        return max(2 * self.config.flush_interval, timedelta(minutes=10))
+        return maintenance.grace(self.config)
 
     async def maintain(self) -> list[date]:
         """Run roll-ups and retention for every day that has ended (by the clock), catching up
@@ -409,16 +409,9 @@ class UsageStats:
         first_day = await self._readiness.ensure()  # the go-live day
         store = self._store
         assert store is not None
-        now = self._now() - self.grace.total_seconds()
-        last_ended = self.calendar.day_of(now) - timedelta(days=1)
-        await self._flush_keys_through(last_ended)
-        retention = maintenance.Retention(
-            self.config.keep_base_days, self.config.keep_days, self.config.keep_event_months, self.config.keep_months
-        )
-        async with store.connection() as conn:
-            return await maintenance.maintain(
-                conn, self.config.schema, self.calendar, retention, last_ended=last_ended, first_day=first_day
-            )
+        plan = maintenance.plan(self.config, self.calendar, self._now())
+        await self._flush_keys_through(plan.last_ended)
+        return await store.maintain(self.calendar, plan, first_day=first_day)
 
     async def _flush_keys_through(self, last_ended: date) -> None:
         """Save this process's own distinct keys of days about to be closed, so that maintenance
@@ -455,16 +448,13 @@ class UsageStats:
         """
         self._require_open()
         store = await self._ready_store()
-        async with store.connection() as conn:
-            await query.add_mark(conn, self.config.schema, clean_name(name), clean_name(category), utc(self._now()))
+        await store.add_mark(clean_name(name), clean_name(category), utc(self._now()))
 
     async def marks(self) -> list[Mark]:
         """Every mark, oldest first, with `at` in the configured time zone."""
         self._require_open()
         store = await self._ready_store()
-        async with store.connection() as conn:
-            rows = await query.marks(conn, self.config.schema)
-        return [Mark(name, category, at.astimezone(self.calendar.zone)) for name, category, at in rows]
+        return await Reader(store, self.config).marks()
 
     async def table(
         self,
@@ -481,10 +471,9 @@ class UsageStats:
             categories = [categories]
         self._require_open()
         store = await self._ready_store()
-        async with store.connection() as conn:
-            return await Reader(conn, self.config).table(
-                period, now=self.now, start=start, end=end, minimum=minimum, categories=categories
-            )
+        return await Reader(store, self.config).table(
+            period, now=self.now, start=start, end=end, minimum=minimum, categories=categories
+        )
 
     # -- helpers -------------------------------------------------------------------------------------
 

@@ -25,9 +25,7 @@ import pytest
 from playwright.async_api import Page, async_playwright
 
 from tests.conftest import FakeClock, StatsFactory
-from usage_stats import UsageConfig, UsageTable
-from usage_stats.db.connect import connect
-from usage_stats.reader import Reader
+from usage_stats import UsageConfig, UsageReader, UsageTable
 
 from .chromium import chromium_or_skip
 
@@ -122,9 +120,8 @@ async def history(make_stats: StatsFactory, clock: FakeClock) -> None:
 
 async def read_tables(pg_dsn: str, schema: str) -> dict[str, UsageTable]:
     config = UsageConfig(dsn=pg_dsn, schema=schema)
-    async with connect(pg_dsn, read_only=True) as conn:
-        reader = Reader(conn, config)
-        return {p: await reader.table(p, now=datetime.now(UTC)) for p in ("day", "month")}
+    async with UsageReader(config) as reader:
+        return {p: await reader.table(p) for p in ("day", "month")}
 
 
 def expected_bars(table: UsageTable) -> dict[str, int]:

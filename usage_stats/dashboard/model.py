@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from ..periods import Calendar, add_months
-from ..table import SEEN, Mark, UsageTable
+from ..tables.model import SEEN, Mark, UsageTable
 from .charts import Series
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ async def load_view(stats: UsageStats, period: str, *, minimum: float, categorie
     table, options = await load_table(stats, period, minimum=minimum, categories=categories)
     marks = tuple(await stats.marks())
     now = stats.now
-    current = stats.calendar.period_floor(period, now)
+    current = stats.calendar.period_floor(table.period, now)
     return View(
         period=period,
         table=table,

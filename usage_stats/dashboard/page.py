@@ -7,7 +7,7 @@ from html import escape
 from importlib import resources
 from urllib.parse import urlencode
 
-from ..table import Period, Row
+from ..tables.model import Period, Row
 from .charts import render_chart
 from .model import View, chart_series
 

@@ -15,13 +15,14 @@ from datetime import date, datetime, timedelta
 
 import asyncpg
 
+from ..config import UsageConfig
 from ..periods import Calendar, add_months, month_of
 from . import ledger
 from .migrations import LOCK_DAY_END, quote_ident
 from .periodkeys import PERIOD_OF, period_starts
 from .saturating import saturating
 
-__all__ = ["Retention", "maintain"]
+__all__ = ["Plan", "Retention", "grace", "maintain", "plan"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,32 @@ class Retention:
     keep_days: int
     keep_event_months: int
     keep_months: int
+
+    @classmethod
+    def of(cls, config: UsageConfig) -> Retention:
+        return cls(config.keep_base_days, config.keep_days, config.keep_event_months, config.keep_months)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a maintenance run at a given time does: close every day up to `last_ended`, keeping `retention`."""
+
+    last_ended: date
+    retention: Retention
+
+
+def grace(config: UsageConfig) -> timedelta:
+    """How long after a day ends its maintenance waits for every worker's last flush."""
+    return max(2 * config.flush_interval, timedelta(minutes=10))
+
+
+def plan(config: UsageConfig, calendar: Calendar, now: float) -> Plan:
+    """The maintenance due at `now` (a POSIX time): the service's and the CLI's one rule.
+
+    A day is processed once it ended `grace` ago (every worker's last flush of it is in).
+    """
+    last_ended = calendar.day_of(now - grace(config).total_seconds()) - timedelta(days=1)
+    return Plan(last_ended, Retention.of(config))
 
 
 async def maintain(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -18,7 +18,17 @@ from .migrations import quote_ident
 from .periodkeys import PERIOD_OF, period_starts
 from .saturating import saturating
 
-__all__ = ["PeriodCounts", "add_mark", "count_rows", "distinct_rows", "go_live", "marks", "maintained_through"]
+__all__ = [
+    "LiveKeys",
+    "MarkRow",
+    "PeriodCounts",
+    "StoredDistinct",
+    "add_mark",
+    "count_rows",
+    "distinct_rows",
+    "go_live",
+    "marks",
+]
 
 
 def _transaction(conn: asyncpg.Connection) -> AbstractAsyncContextManager[Any]:
@@ -26,9 +36,41 @@ def _transaction(conn: asyncpg.Connection) -> AbstractAsyncContextManager[Any]:
     return nullcontext() if conn.is_in_transaction() else conn.transaction()
 
 
-# One row per period: its start, its rows as parallel arrays (category, event, is-a-total, value),
-# and whether rows finer than the period were summed into it (then an event may appear twice).
-PeriodCounts = tuple[datetime, list[str], list[str], list[bool], list[int], bool]
+class PeriodCounts(NamedTuple):
+    """The count rows of one period, as parallel arrays (one entry per row)."""
+
+    start: datetime
+    categories: list[str]
+    events: list[str]
+    totals: list[bool]  # the row is a category's total (events merged, event `<all>`)
+    values: list[int]
+    merged: bool  # rows finer than the period were summed into it (then an event may appear twice)
+
+
+class StoredDistinct(NamedTuple):
+    """A distinct count stored by day-end maintenance (of a day, or summed over a month)."""
+
+    start: datetime
+    category: str
+    level: int
+    value: int
+
+
+class LiveKeys(NamedTuple):
+    """The distinct keys of a day that maintenance has not closed yet, per category."""
+
+    day: date
+    category: str
+    keys: int
+
+
+class MarkRow(NamedTuple):
+    """A stored mark (`at` in UTC)."""
+
+    name: str
+    category: str
+    at: datetime
+
 
 # Rows already at the period's granularity are read as they are, along the primary key; only finer
 # rows (not rolled up yet) are summed per period (saturating at the bounds of bigint). Grouping every
@@ -82,12 +124,12 @@ async def count_rows(
         starts = period_starts(calendar, period, first, last)
     sql = _COUNTS_PER_PERIOD.format(s=s, parent=PERIOD_OF.format(starts="$6", column="start"))
     records = await conn.fetch(sql, list(levels), finer, lo, hi, cats, starts)
-    return [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in records]
+    return [PeriodCounts(r[0], r[1], r[2], r[3], r[4], r[5]) for r in records]
 
 
 async def distinct_rows(
     conn: asyncpg.Connection, schema: str, *, lo: datetime, hi: datetime, lo_day: date, hi_day: date
-) -> tuple[list[tuple[datetime, str, int, int]], list[tuple[date, str, int]]]:
+) -> tuple[list[StoredDistinct], list[LiveKeys]]:
     """Stored distinct counts (start, category, level, value) in [lo, hi), and the live key counts
     (day, category, n) of days in [lo_day, hi_day) that maintenance has not closed yet."""
     s = quote_ident(schema)
@@ -102,14 +144,7 @@ async def distinct_rows(
         lo_day,
         hi_day,
     )
-    return [(r[0], r[1], r[2], r[3]) for r in stored], [(r[0], r[1], r[2]) for r in live]
-
-
-async def maintained_through(conn: asyncpg.Connection, schema: str) -> date | None:
-    """The last day closed by maintenance, or None."""
-    async with _transaction(conn):
-        value: date | None = await conn.fetchval(f"SELECT maintained_through FROM {quote_ident(schema)}.state")
-    return value
+    return [StoredDistinct(r[0], r[1], r[2], r[3]) for r in stored], [LiveKeys(r[0], r[1], r[2]) for r in live]
 
 
 async def go_live(conn: asyncpg.Connection, schema: str, at: datetime) -> datetime:
@@ -132,9 +167,9 @@ async def add_mark(conn: asyncpg.Connection, schema: str, name: str, category: s
         await conn.execute(f"INSERT INTO {s}.marks (name, category, at) VALUES ($1, $2, $3)", name, category, at)
 
 
-async def marks(conn: asyncpg.Connection, schema: str) -> list[tuple[str, str, datetime]]:
+async def marks(conn: asyncpg.Connection, schema: str) -> list[MarkRow]:
     """Every mark, oldest first."""
     s = quote_ident(schema)
     async with _transaction(conn):
         records = await conn.fetch(f"SELECT name, category, at FROM {s}.marks ORDER BY at, id")
-    return [(r[0], r[1], r[2]) for r in records]
+    return [MarkRow(r[0], r[1], r[2]) for r in records]

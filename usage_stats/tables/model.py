@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import attrgetter
 from typing import Any, Literal, NamedTuple
 
-__all__ = ["Kind", "Mark", "Period", "Row", "UsageTable", "sort_rows"]
+from ..periods import PeriodName
+from . import formats
+
+__all__ = ["ALL", "SEEN", "Kind", "Mark", "Period", "Row", "UsageTable", "sort_rows"]
 
 Kind = Literal["count", "total", "distinct", "average"]
 
@@ -31,10 +31,6 @@ class Row(NamedTuple):
     event: str
     value: int | float
     kind: Kind = "count"
-
-    def sort_key(self) -> tuple[str, float, str]:
-        """Category, then value descending, then event."""
-        return (self.category, -self.value, self.event)
 
 
 _BY_EVENT = attrgetter("event")
@@ -82,15 +78,16 @@ class Mark:
 class UsageTable:
     """Aggregated usage: `periods` newest first, each with its rows in display order.
 
-    `period` is "base", "day" or "month". Export with `to_csv()`, `to_json()` or `as_dicts()`.
+    `period` is "base", "day" or "month". Export with `to_csv()`, `to_json()` or `as_dicts()`
+    (see `formats` for these and the terminal's text).
     """
 
-    period: str
+    period: PeriodName
     periods: tuple[Period, ...]
 
     @classmethod
     def from_periods(
-        cls, period: str, periods: Iterable[tuple[datetime, list[Row]]], *, minimum: float = 0
+        cls, period: PeriodName, periods: Iterable[tuple[datetime, list[Row]]], *, minimum: float = 0
     ) -> UsageTable:
         """A table from (start, rows) of each period, in any order, dropping rows below `minimum`
         and periods left empty. (Pairs, not a dict: two local times of a repeated DST hour are
@@ -105,7 +102,7 @@ class UsageTable:
         return cls(period, tuple(kept))
 
     @classmethod
-    def build(cls, period: str, rows: Iterable[tuple[datetime, Row]], *, minimum: float = 0) -> UsageTable:
+    def build(cls, period: PeriodName, rows: Iterable[tuple[datetime, Row]], *, minimum: float = 0) -> UsageTable:
         """Group (start, row) pairs into sorted periods, dropping rows below `minimum`."""
         starts: dict[float, datetime] = {}
         grouped: dict[float, list[Row]] = {}
@@ -131,24 +128,12 @@ class UsageTable:
 
     def to_json(self) -> str:
         """The table as JSON: {"period": ..., "rows": [...as_dicts()...]}."""
-        return json.dumps({"period": self.period, "rows": self.as_dicts()}, ensure_ascii=False)
+        return formats.to_json(self)
 
     def to_csv(self) -> str:
         """The table as CSV with a header row; cells that a spreadsheet would run as formulas are quoted."""
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["start", "category", "event", "kind", "value"])
-        for item in self.as_dicts():
-            writer.writerow([_safe_cell(item[k]) for k in ("start", "category", "event", "kind", "value")])
-        return out.getvalue()
+        return formats.to_csv(self)
 
     def total(self, category: str, event: str) -> int | float:
         """The sum of `value` for (category, event) over every period (a convenience for checks)."""
         return sum(r.value for p in self.periods for r in p.rows if r.category == category and r.event == event)
-
-
-def _safe_cell(value: object) -> object:
-    # Spreadsheets run cells that begin with these characters as formulas (CSV injection).
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value

@@ -7,8 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from usage_stats.db.query import LiveKeys, PeriodCounts, StoredDistinct
 from usage_stats.periods import Calendar
-from usage_stats.report import build_table, live_days
+from usage_stats.tables.build import build_table, live_days
 
 
 @pytest.mark.parametrize(
@@ -34,7 +35,7 @@ def test_month_table_merges_levels_and_averages_distinct_counts() -> None:
     # stored month rows ("/a", a category total) and rows of days not rolled up yet ("/a" again,
     # "/b"), which the table sums per event
     counts = [
-        (
+        PeriodCounts(
             march,
             ["page", "page", "page", "page"],
             ["/a", "<all>", "/a", "/b"],
@@ -43,8 +44,11 @@ def test_month_table_merges_levels_and_averages_distinct_counts() -> None:
             True,
         )
     ]
-    stored = [(cal.day_start(date(2026, 3, 2)), "user", 2, 10), (march, "user", 3, 20)]
-    live = [(date(2026, 3, 30), "user", 4), (date(2026, 3, 31), "user", 99)]  # today's keys are left out
+    stored = [StoredDistinct(cal.day_start(date(2026, 3, 2)), "user", 2, 10), StoredDistinct(march, "user", 3, 20)]
+    live = [
+        LiveKeys(date(2026, 3, 30), "user", 4),
+        LiveKeys(date(2026, 3, 31), "user", 99),
+    ]  # today's keys are left out
     table = build_table(
         "month", cal, counts, stored, live, go_live=date(2026, 3, 1), today=date(2026, 3, 31), minimum=0
     )
@@ -62,8 +66,8 @@ def test_month_table_merges_levels_and_averages_distinct_counts() -> None:
 def test_day_table_shows_distinct_rows_and_filters_seen() -> None:
     cal = Calendar(ZoneInfo("UTC"), timedelta(hours=1))
     day = datetime(2026, 3, 2, tzinfo=UTC)
-    stored = [(day, "visitor", 2, 3)]
-    live = [(date(2026, 3, 3), "visitor", 5)]
+    stored = [StoredDistinct(day, "visitor", 2, 3)]
+    live = [LiveKeys(date(2026, 3, 3), "visitor", 5)]
     table = build_table("day", cal, [], stored, live, go_live=None, today=date(2026, 3, 3))
     assert [(p.start.date(), p.rows[0].value, p.rows[0].kind) for p in table.periods] == [
         (date(2026, 3, 3), 5, "distinct"),

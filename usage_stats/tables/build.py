@@ -1,4 +1,4 @@
-"""Turning stored rows into a `UsageTable`: kinds, merged levels and monthly averages (pure)."""
+"""Stored rows into a `UsageTable`: kinds, merged levels and monthly averages (pure)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from itertools import repeat
 
-from .db.query import PeriodCounts
-from .periods import Calendar, add_months, month_of
-from .table import ALL, SEEN, Row, UsageTable
+from ..db.query import LiveKeys, PeriodCounts, StoredDistinct
+from ..periods import Calendar, PeriodName, add_months, month_of
+from .model import ALL, SEEN, Row, UsageTable
 
 __all__ = ["build_table", "live_days"]
 
@@ -24,11 +24,11 @@ def live_days(month: date, go_live: date | None, today: date) -> int:
 
 
 def build_table(
-    period: str,
+    period: PeriodName,
     calendar: Calendar,
     counts: Iterable[PeriodCounts],
-    stored_distinct: Iterable[tuple[datetime, str, int, int]],
-    live_keys: Iterable[tuple[date, str, int]],
+    stored_distinct: Iterable[StoredDistinct],
+    live_keys: Iterable[LiveKeys],
     *,
     go_live: date | None,
     today: date,
@@ -85,8 +85,8 @@ def _summed(rows: list[Row]) -> list[Row]:
 
 def _averages(
     calendar: Calendar,
-    stored: Iterable[tuple[datetime, str, int, int]],
-    live_keys: Iterable[tuple[date, str, int]],
+    stored: Iterable[StoredDistinct],
+    live_keys: Iterable[LiveKeys],
     go_live: date | None,
     today: date,
 ) -> list[tuple[datetime, Row]]:

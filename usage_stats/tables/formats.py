@@ -1,13 +1,20 @@
-"""A `UsageTable` as an aligned plain-text table for a terminal (pure)."""
+"""A `UsageTable` as text for a terminal, CSV or JSON (pure; the dashboard renders HTML)."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import unicodedata
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from .table import UsageTable
+if TYPE_CHECKING:
+    from .model import UsageTable
 
-__all__ = ["render_text"]
+__all__ = ["render_text", "to_csv", "to_json"]
+
+_COLUMNS = ("start", "category", "event", "kind", "value")
 
 _HEADERS = ("PERIOD", "CATEGORY", "EVENT", "VALUE", "KIND")
 _FORMATS = {"day": "%Y-%m-%d", "month": "%Y-%m", "base": "%Y-%m-%d %H:%M"}
@@ -51,3 +58,25 @@ def render_text(table: UsageTable) -> str:
         ]
         out.append("  ".join(padded).rstrip())
     return "\n".join(out) + "\n"
+
+
+def to_json(table: UsageTable) -> str:
+    """The table as JSON: {"period": ..., "rows": [...table.as_dicts()...]}."""
+    return json.dumps({"period": table.period, "rows": table.as_dicts()}, ensure_ascii=False)
+
+
+def to_csv(table: UsageTable) -> str:
+    """The table as CSV with a header row; cells that a spreadsheet would run as formulas are quoted."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(_COLUMNS)
+    for item in table.as_dicts():
+        writer.writerow([_safe_cell(item[k]) for k in _COLUMNS])
+    return out.getvalue()
+
+
+def _safe_cell(value: object) -> object:
+    # Spreadsheets run cells that begin with these characters as formulas (CSV injection).
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value

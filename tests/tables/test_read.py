@@ -6,9 +6,12 @@ from datetime import timedelta
 from typing import Any, cast
 
 import asyncpg
+import pytest
 
 from tests.conftest import FakeClock, StatsFactory
-from usage_stats.reader import Reader
+from usage_stats import UsageConfig, UsageReader, UsageStatsError
+from usage_stats.db.store import Store
+from usage_stats.tables.read import Reader
 
 
 class ClosesADayMidway:
@@ -48,7 +51,8 @@ async def test_a_day_closed_while_a_table_is_read_is_counted_once(
         conn = await asyncpg.connect(pg_dsn)
         try:
             racing = ClosesADayMidway(conn, other_worker.maintain)
-            table = await Reader(cast(asyncpg.Connection, racing), stats.config).table("day", now=clock.now)
+            store = Store(None, stats.config.schema, pg_dsn, conn=cast(asyncpg.Connection, racing))
+            table = await Reader(store, stats.config).table("day", now=clock.now)
         finally:
             await conn.close()
         assert racing.queries == 5  # the day was closed before the last of them
@@ -56,3 +60,32 @@ async def test_a_day_closed_while_a_table_is_read_is_counted_once(
         assert table.periods[0].get("seen", "user", "distinct").value == 3  # type: ignore[union-attr]
         after = await stats.table("day")  # and after the close, from the stored distinct row
         assert after.periods[0].get("seen", "user", "distinct").value == 3  # type: ignore[union-attr]
+
+
+async def test_usage_reader_reads_what_usage_stats_reads_and_writes_nothing(
+    make_stats: StatsFactory, clock: FakeClock, db: asyncpg.Connection, schema: str
+) -> None:
+    async with make_stats() as stats:
+        stats.add("/", "page", 3)
+        stats.seen_user("ann")
+        await stats.flush()
+        await stats.mark("deploy")
+        expected = {period: await stats.table(period) for period in ("day", "month", "base")}
+        marks = await stats.marks()
+        config = stats.config
+    before = await db.fetchval(f'SELECT count(*) FROM "{schema}".marks')
+    async with UsageReader(config) as reader:
+        for period, table in expected.items():
+            assert await reader.table(period, now=clock.now) == table
+        assert await reader.marks() == marks
+        assert (await reader.table("day", now=clock.now, categories="page")).total("page", "/") == 3
+    assert await db.fetchval(f'SELECT count(*) FROM "{schema}".marks') == before
+
+
+async def test_usage_reader_refuses_a_schema_without_statistics(pg_dsn: str, schema: str) -> None:
+    with pytest.raises(UsageStatsError, match="holds no usage statistics"):
+        async with UsageReader(UsageConfig(dsn=pg_dsn, schema=schema)):
+            pass
+    reader = UsageReader(UsageConfig(dsn=pg_dsn, schema=schema))
+    with pytest.raises(UsageStatsError, match="not open"):
+        await reader.table("day")
