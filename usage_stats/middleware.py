@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from starlette.authentication import BaseUser
 
 from .client import ClientAddress
+from .frameworks import scope_user
 from .routes import RouteTemplates, route_context
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ class UsageMiddleware:
 
     def __init__(
         self,
-        app: ASGIApp,
+        app: ASGIApp | Callable[..., Awaitable[Any]],  # the second: ASGI apps typed their own way (Litestar)
         *,
         stats: UsageStats,
         event_name: EventNamer | None = None,
@@ -235,8 +236,9 @@ class UsageMiddleware:
                 return None  # counted as a visitor
             return None if found is None or found == "" else str(found)
         user = scope.get("user")
-        if user is None:
-            return None
+        framework_user = scope_user(scope)  # Django's and Quart's hooks, Litestar's user
+        if framework_user is not None or user is None:
+            return framework_user
         if not getattr(user, "is_authenticated", False):
             return None
         if getattr(type(user), "identity", None) is _BASE_IDENTITY:

@@ -21,6 +21,8 @@ from typing import Any
 
 from starlette.routing import BaseRoute, Host, Mount, compile_path
 
+from .frameworks import scope_template
+
 __all__ = ["RouteTemplates", "route_context"]
 
 logger = logging.getLogger(__name__)
@@ -67,8 +69,8 @@ class RouteTemplates:
 
     def _resolve(self, scope: MutableMapping[str, Any], entry_root_path: str) -> tuple[str | None, bool]:
         endpoint = scope.get("endpoint")
-        if endpoint is None:
-            return None, True
+        if endpoint is None:  # not Starlette's routing, or nothing matched: another framework's template, if any
+            return scope_template(scope), False
         positions = self._positions(endpoint, scope)
         if not positions:
             return None, True

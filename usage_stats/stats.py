@@ -274,8 +274,9 @@ class UsageStats:
         await self.stop()
 
     @property
-    def lifespan(self) -> Callable[[ASGIApp], Any]:
-        """A lifespan for `Starlette(lifespan=...)` or `FastAPI(lifespan=...)` that runs `async with self`."""
+    def lifespan(self) -> Callable[[Any], Any]:
+        """A lifespan for `Starlette(lifespan=...)`, `FastAPI(lifespan=...)` or `Litestar(lifespan=[...])` that
+        runs `async with self`."""
 
         @asynccontextmanager
         async def lifespan(app: ASGIApp) -> AsyncIterator[None]:
