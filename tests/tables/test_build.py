@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from usage_stats.db.query import LiveKeys, PeriodCounts, StoredDistinct
+from usage_stats.db.rows import LiveKeys, PeriodCounts, StoredDistinct
 from usage_stats.periods import Calendar
 from usage_stats.tables.build import build_table, live_days
 

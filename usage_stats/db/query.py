@@ -9,20 +9,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import date, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import asyncpg
 
 from ..periods import Calendar
 from .migrations import quote_ident
 from .periodkeys import PERIOD_OF, period_starts
+from .rows import LiveKeys, MarkRow, PeriodCounts, StoredDistinct
 from .saturating import saturating
 
 __all__ = [
-    "LiveKeys",
-    "MarkRow",
-    "PeriodCounts",
-    "StoredDistinct",
     "add_mark",
     "count_rows",
     "distinct_rows",
@@ -34,42 +31,6 @@ __all__ = [
 def _transaction(conn: asyncpg.Connection) -> AbstractAsyncContextManager[Any]:
     """A transaction of its own, unless the caller has one already (no savepoint round trips then)."""
     return nullcontext() if conn.is_in_transaction() else conn.transaction()
-
-
-class PeriodCounts(NamedTuple):
-    """The count rows of one period, as parallel arrays (one entry per row)."""
-
-    start: datetime
-    categories: list[str]
-    events: list[str]
-    totals: list[bool]  # the row is a category's total (events merged, event `<all>`)
-    values: list[int]
-    merged: bool  # rows finer than the period were summed into it (then an event may appear twice)
-
-
-class StoredDistinct(NamedTuple):
-    """A distinct count stored by day-end maintenance (of a day, or summed over a month)."""
-
-    start: datetime
-    category: str
-    level: int
-    value: int
-
-
-class LiveKeys(NamedTuple):
-    """The distinct keys of a day that maintenance has not closed yet, per category."""
-
-    day: date
-    category: str
-    keys: int
-
-
-class MarkRow(NamedTuple):
-    """A stored mark (`at` in UTC)."""
-
-    name: str
-    category: str
-    at: datetime
 
 
 # Rows already at the period's granularity are read as they are, along the primary key; only finer

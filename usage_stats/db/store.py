@@ -24,9 +24,10 @@ from . import maintenance, query, settings
 from .flush import FlushResult, write_pending
 from .isolate import write_isolating
 from .migrations import migrate, schema_version
+from .rows import MarkRow, Snapshot
 from .settings import Settings, check_settings
 
-__all__ = ["DRIVER_ERRORS", "Migrated", "Snapshot", "Store", "check_database"]
+__all__ = ["DRIVER_ERRORS", "Migrated", "Store", "check_database"]
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +172,7 @@ class Store:
         async with self.connection() as conn:
             return await settings.stored_settings(conn, self.schema)
 
-    async def marks(self) -> list[query.MarkRow]:
+    async def marks(self) -> list[MarkRow]:
         """Every mark, oldest first."""
         async with self.connection() as conn:
             return await query.marks(conn, self.schema)
@@ -261,15 +262,6 @@ class Migrated(NamedTuple):
     applied: int
     version: int
     settings: Settings
-
-
-class Snapshot(NamedTuple):
-    """The stored rows of one table, read in one transaction (see `Store.snapshot`)."""
-
-    go_live: datetime | None
-    counts: list[query.PeriodCounts]
-    stored_distinct: list[query.StoredDistinct]
-    live_keys: list[query.LiveKeys]
 
 
 def _transaction(conn: asyncpg.Connection) -> AbstractAsyncContextManager[object]:

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from itertools import repeat
 
-from ..db.query import LiveKeys, PeriodCounts, StoredDistinct
+from ..db.rows import LiveKeys, PeriodCounts, StoredDistinct
 from ..periods import Calendar, PeriodName, add_months, month_of
 from .model import ALL, SEEN, Row, UsageTable
 
