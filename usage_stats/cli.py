@@ -230,7 +230,7 @@ async def _maintain(store: Store, args: argparse.Namespace, config: UsageConfig,
 
 
 async def _migrate(store: Store, args: argparse.Namespace, config: UsageConfig, out: TextIO, now: Now) -> int:
-    done = await store.migrate(config)
+    done = await store.migrate(config, now=now())
     state = f"applied {done.applied} migration(s)" if done.applied else "already up to date"
     print(f"schema {config.schema}: {state}, at version {done.version}", file=out)
     print(f"settings: {_describe(done.settings)}", file=out)

@@ -18,6 +18,7 @@ import asyncpg
 from ..config import UsageConfig
 from ..periods import Calendar, add_months, month_of
 from . import ledger
+from .calendar_table import fill_calendar
 from .migrations import LOCK_DAY_END, quote_ident
 from .periodkeys import PERIOD_OF, period_starts
 from .saturating import saturating
@@ -120,6 +121,7 @@ async def maintain(
     `first_day` is where processing starts on a database never maintained (the go-live day).
     """
     s = quote_ident(schema)
+    await fill_calendar(conn, schema, calendar, last_ended + timedelta(days=1))  # the SQL views' periods
     processed: list[date] = []
     while True:
         async with conn.transaction():

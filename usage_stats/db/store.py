@@ -8,8 +8,9 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
 
 import anyio
 import asyncpg
@@ -21,6 +22,7 @@ from ..delivery import Attempt, FlushId
 from ..errors import ConfigError, StoreUnavailableError
 from ..periods import Calendar, PeriodName
 from . import maintenance, query, settings
+from .calendar_table import fill_calendar
 from .flush import FlushResult, write_pending
 from .isolate import write_isolating
 from .migrations import migrate, schema_version
@@ -96,7 +98,10 @@ class Store:
             await migrate(conn, self.schema)
             async with conn.transaction():
                 await check_settings(conn, self.schema, config)
-            return await query.go_live(conn, self.schema, started_at)
+            at = await query.go_live(conn, self.schema, started_at)
+            calendar = Calendar(config.zone, config.base_period)
+            await fill_calendar(conn, self.schema, calendar, calendar.day_of(started_at.timestamp()))
+            return at
 
     # -- writing -------------------------------------------------------------------------------------
 
@@ -141,14 +146,18 @@ class Store:
         async with self.connection() as conn:
             await query.add_mark(conn, self.schema, name, category, at)
 
-    async def migrate(self, config: UsageConfig) -> Migrated:
+    async def migrate(self, config: UsageConfig, *, now: datetime | None = None) -> Migrated:
         """Check the database (UTF8), create or migrate the schema and record `config`'s settings
-        unless some are recorded (those are returned, not checked against `config`)."""
+        unless some are recorded (those are returned, not checked against `config`); fill the SQL
+        views' calendar around `now` (default: the real time) in the recorded zone."""
         async with self.connection() as conn:
             async with _transaction(conn):
                 await check_database(conn)
             applied = await migrate(conn, self.schema)
             recorded = await settings.record_settings(conn, self.schema, config)
+            calendar = Calendar(ZoneInfo(recorded.timezone), recorded.base_period)
+            moment = now if now is not None else datetime.now(UTC)
+            await fill_calendar(conn, self.schema, calendar, calendar.day_of(moment.timestamp()))
             version = await schema_version(conn, self.schema)
         assert version is not None
         return Migrated(applied, version, recorded)
