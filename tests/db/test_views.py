@@ -26,7 +26,7 @@ from usage_stats.cli import main
 from usage_stats.db.calendar_table import calendar_rows, fill_calendar
 from usage_stats.periods import Calendar
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "sql.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "sql.md"
 EVENTS = {"page": [f"/p{i}" for i in range(6)], "api": ["/api/a", "/api/b", "/api/c"]}
 KEEP = {"keep_base_days": 1, "keep_days": 7, "keep_event_months": 1, "keep_months": 12}
 
