@@ -57,8 +57,8 @@ async def test_late_keys_for_a_closed_day_are_dropped_but_counts_still_added(
         stats.seen_user("ann")
         await day_end(stats, clock)
         # Counts and a key recorded for 10 March reach the database only after it was closed.
-        stats._counters.add("page", "/late", 3, datetime(2026, 3, 10, 23, 0, tzinfo=UTC).timestamp())
-        stats._counters.seen("u", "user", "bob", datetime(2026, 3, 10, 23, 0, tzinfo=UTC).timestamp())
+        stats.recorder.counters.add("page", "/late", 3, datetime(2026, 3, 10, 23, 0, tzinfo=UTC).timestamp())
+        stats.recorder.counters.seen("u", "user", "bob", datetime(2026, 3, 10, 23, 0, tzinfo=UTC).timestamp())
         await stats.flush()
         assert await db.fetchval(f'SELECT count(*) FROM "{schema}".seen_keys') == 0
         table = await stats.table("day")

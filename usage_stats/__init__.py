@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from .config import UsageConfig
 from .errors import ConfigError, StoreUnavailableError, UsageStatsError
+from .hooks import BeforeFlush, Categoriser, Clock, DashboardAuth, EventNamer, UserIdentifier
 from .identity import bearer_token
 from .logfilter import CountingFilter
 from .middleware import UsageMiddleware
@@ -20,8 +21,13 @@ from .stats import UsageStats
 from .tables import Mark, Period, Row, UsageReader, UsageTable
 
 __all__ = [
+    "BeforeFlush",
+    "Categoriser",
+    "Clock",
     "ConfigError",
     "CountingFilter",
+    "DashboardAuth",
+    "EventNamer",
     "Mark",
     "Period",
     "Row",
@@ -32,6 +38,7 @@ __all__ = [
     "UsageStats",
     "UsageStatsError",
     "UsageTable",
+    "UserIdentifier",
     "bearer_token",
 ]
 

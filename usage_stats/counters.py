@@ -19,7 +19,7 @@ from datetime import date
 
 from .periods import Calendar
 
-__all__ = ["OTHER", "Bucket", "Counters", "Pending", "STATUS"]
+__all__ = ["OTHER", "STATUS", "Bucket", "CountKey", "Counters", "Pending", "SeenKey"]
 
 _get_ident = threading.get_ident
 

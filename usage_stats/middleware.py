@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from starlette.authentication import BaseUser
 
 from .client import ClientAddress
 from .frameworks import scope_user
+from .hooks import Categoriser, EventNamer, UserIdentifier
+from .recorder import USER, VISITOR
 from .routes import RouteTemplates, route_context
 
 if TYPE_CHECKING:
@@ -27,15 +29,9 @@ NOT_FOUND = "not-found"
 BAD_REQUEST = "bad-req"
 _STATUS_CLASSES = {n: f"{n}xx" for n in range(1, 6)}
 _STATUS_KEYS = {code: ("status", _STATUS_CLASSES[code // 100]) for code in range(100, 600)}
-_USER = ("u", "user")
-_VISITOR = ("v", "visitor")
 _MISS = object()
 _CACHE_LIMIT = 65_536
 _BASE_IDENTITY = BaseUser.__dict__["identity"]
-
-EventNamer = Callable[[MutableMapping[str, Any], int], "str | None"]
-Categoriser = Callable[[MutableMapping[str, Any], int], "str | None"]
-UserIdentifier = Callable[[MutableMapping[str, Any]], object]
 
 
 class UsageMiddleware:
@@ -73,7 +69,9 @@ class UsageMiddleware:
         self._failures = 0
         self._user_id_logged = False
         self._hooks = event_name is not None or category is not None or user_id is not None
-        self._counters = stats._counters
+        recorder = stats.recorder  # the only part of `stats` requests reach
+        self._request = recorder.request
+        self._cut = recorder.cut_address
         # `_key` of the endpoint, route and FastAPI route context the app left in the scope -> (those
         # three objects, (category, event)); only for templates that follow from those three alone
         self._events: dict[int, tuple[object, object, object, tuple[str, str]]] = {}
@@ -136,7 +134,7 @@ class UsageMiddleware:
                 except Exception:
                     uid = None  # a user object whose attributes raise counts as a visitor
                 if uid is not None:
-                    self._counters.request(hit[3], status_key, _USER, uid)
+                    self._request(hit[3], status_key, USER, uid)
                     return
             client = scope.get("client")
             network: object = _MISS
@@ -146,7 +144,7 @@ class UsageMiddleware:
                     network = self._networks.get(host, _MISS)
             if network is _MISS:
                 network = self._network(scope)
-            self._counters.request(hit[3], status_key, _VISITOR, network)  # type: ignore[arg-type]
+            self._request(hit[3], status_key, VISITOR, network)  # type: ignore[arg-type]
         except Exception:
             self._failed()
 
@@ -159,7 +157,6 @@ class UsageMiddleware:
     def _record_any(self, scope: Scope, status: int, root_path: str) -> None:
         if scope.get(SKIP):
             return
-        stats = self.stats
         event, cacheable = self._templates(scope, root_path) if isinstance(root_path, str) else (None, False)
         category = "page"
         if event is None:
@@ -170,20 +167,15 @@ class UsageMiddleware:
             event = self.event_name(scope, status) or event
         if self.category is not None:
             category = self.category(scope, status) or category
-        counters = self._counters
-        ts = stats._now()
-        counters.add(category, event, 1, ts)
-        counters.add("status", _STATUS_CLASSES.get(status // 100, "other"), 1, ts)
+        status_key = ("status", _STATUS_CLASSES.get(status // 100, "other"))
         try:
             user = self._user(scope)
         except Exception:
             user = None  # a user object whose attributes raise counts as a visitor
         if user is not None:
-            counters.seen("u", "user", user, ts)
-            return
-        network = self._network(scope)
-        if network is not None:
-            counters.seen("v", "visitor", network, ts)
+            self._request((category, event), status_key, USER, user)
+        else:
+            self._request((category, event), status_key, VISITOR, self._network(scope))
 
     def _remember(self, scope: Scope, key: tuple[str, str]) -> None:
         """Cache the count key under what the app left in the scope (a route's template never changes)."""
@@ -197,7 +189,7 @@ class UsageMiddleware:
     def _network(self, scope: Scope) -> str | None:
         """The visitor's cut network, cached per peer address when it does not depend on headers."""
         address = self._client(scope)
-        network = None if address is None else self.stats._cut(address)
+        network = None if address is None else self._cut(address)
         client = scope.get("client")
         if type(client) is tuple and client:
             host = client[0]

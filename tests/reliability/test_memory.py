@@ -36,7 +36,7 @@ async def test_a_million_visitors_a_day_stay_bounded_and_are_released(
             base = tracemalloc.get_traced_memory()[0]
             largest = 0.0
             started = time.monotonic()
-            seen = stats._counters.seen  # what UsageMiddleware calls for a visitor, after cutting the address
+            seen = stats.recorder.counters.seen  # what UsageMiddleware calls for a visitor, after cutting the address
             for i in range(VISITORS):
                 seen("v", "visitor", _network(i))
                 if i % 1000 == 999:
@@ -55,7 +55,7 @@ async def test_a_million_visitors_a_day_stay_bounded_and_are_released(
             f"keys pending, {released:.2f} MB left after the flush"
         )
         assert peak < BOUND_MB
-        assert largest <= 2 * stats._counters.key_pressure
+        assert largest <= 2 * stats.recorder.counters.key_pressure
         assert released < 2.0
 
         day = clock.now.date()
@@ -74,11 +74,11 @@ async def test_visitors_held_while_the_database_is_down_cost_about_100_bytes_eac
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]
-        seen = stats._counters.seen
+        seen = stats.recorder.counters.seen
         for i in range(n):
             seen("v", "visitor", _network(i))
         held = (tracemalloc.get_traced_memory()[0] - base) / 1e6
-        stats._counters.take()
+        stats.recorder.counters.take()
         gc.collect()
         released = (tracemalloc.get_traced_memory()[0] - base) / 1e6
     finally:

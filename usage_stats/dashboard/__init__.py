@@ -8,21 +8,21 @@ category, the marks, and CSV/JSON downloads, as server-rendered HTML and SVG wit
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .app import build_app
-from .auth import Auth, Guard
+from .auth import Guard
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
+    from ..hooks import DashboardAuth
     from ..stats import UsageStats
 
-__all__ = ["Auth", "create_dashboard"]
+__all__ = ["create_dashboard"]
 
 
-def create_dashboard(stats: UsageStats, *, auth: Callable[..., Any] | None = None) -> ASGIApp:
+def create_dashboard(stats: UsageStats, *, auth: DashboardAuth | None = None) -> ASGIApp:
     """The dashboard app for `stats`, refusing every request that `auth` does not allow.
 
     `auth(request)` may be sync or async; a true result allows the request, a false one answers

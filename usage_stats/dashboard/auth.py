@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -15,19 +14,13 @@ from ..middleware import SKIP
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["Auth", "Guard"]
+    from ..hooks import DashboardAuth
+
+__all__ = ["Guard"]
 
 logger = logging.getLogger(__name__)
 
 _NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
-
-
-class Auth(Protocol):
-    """Given the request, returns (or awaits to) a true value to allow it, a false one to refuse it
-    with 403, or a Starlette `Response` to send instead (a 401 with `WWW-Authenticate`, a redirect
-    to a sign-in page...)."""
-
-    def __call__(self, request: Request, /) -> Any | Awaitable[Any]: ...
 
 
 class Guard:
@@ -36,7 +29,7 @@ class Guard:
     Without `auth` every request is refused: a dashboard is never public by accident.
     """
 
-    def __init__(self, app: ASGIApp, auth: Callable[..., Any] | None) -> None:
+    def __init__(self, app: ASGIApp, auth: DashboardAuth | None) -> None:
         self.app = app
         self.auth = auth
         if auth is None:

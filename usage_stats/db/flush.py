@@ -10,7 +10,7 @@ from datetime import date, datetime
 import asyncpg
 
 from ..bounds import BIGINT_MAX, BIGINT_MIN, saturate
-from ..counters import OTHER, STATUS, Pending
+from ..counters import Pending
 from ..delivery import Attempt, FlushId
 from ..periods import utc
 from ..sanitise import clean_name
@@ -20,7 +20,7 @@ from .migrations import LOCK_DAY_END, quote_ident
 from .salts import load_salts
 from .saturating import saturating
 
-__all__ = ["FlushResult", "KeyEncoder", "cap_period_keys", "write_pending"]
+__all__ = ["FlushResult", "KeyEncoder", "write_pending"]
 
 logger = logging.getLogger(__name__)
 
@@ -111,26 +111,6 @@ async def write_pending(
         attempt.committing = True  # all that is left is COMMIT: a failure from here leaves the outcome unknown
     attempt.committed = True
     return FlushResult(len(counts[0]), keys, dropped)
-
-
-def cap_period_keys(pending: Pending, admitted: dict[int, set[tuple[str, str]]], max_keys: int) -> int:
-    """Keep the count keys of each base period within `max_keys` across flushes (the counters cap
-    them only between two flushes): a key new to a period whose quota is used is added to `<other>`
-    of its category. `admitted` remembers each period's keys; only the two newest periods are kept.
-    Returns how many keys were folded into `<other>`."""
-    folded = 0
-    for start, counts in pending.counts.items():
-        known = admitted.setdefault(start, set())
-        for key in [k for k in counts if k not in known and k[0] != STATUS and k[1] != OTHER]:
-            if len(known) < max_keys:
-                known.add(key)
-                continue
-            other = (key[0], OTHER)
-            counts[other] = counts.get(other, 0) + counts.pop(key)
-            folded += 1
-    for start in sorted(admitted)[:-2]:
-        del admitted[start]
-    return folded
 
 
 def _count_arrays(pending: Pending) -> tuple[list[object], list[str], list[str], list[int]]:

@@ -1,0 +1,124 @@
+"""`Recorder`: what is recorded, in memory. The counters, the visitor's address cut to its network,
+the bounds of a count and the cardinality cap; the only thing `UsageMiddleware` talks to.
+
+Synchronous, no I/O: the flusher takes what is pending (`take`) and gives it back on failure
+(`restore`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .anonymise import AddressCutter
+from .bounds import BIGINT_MAX, BIGINT_MIN, check_count
+from .config import UsageConfig
+from .counters import OTHER, STATUS, Counters, CountKey, Pending, SeenKey
+from .periods import Calendar
+
+__all__ = ["USER", "VISITOR", "Recorder", "cap_period_keys"]
+
+USER: SeenKey = ("u", "user")
+VISITOR: SeenKey = ("v", "visitor")
+
+# (count key, status key, distinct-key group or None, distinct key or None)
+RequestRecorder = Callable[[CountKey, CountKey, "SeenKey | None", "str | None"], None]
+
+
+class Recorder:
+    """Counts and distinct keys since the last flush. `now` returns Unix seconds (the configured clock).
+
+    `request(key, status, seen, value)` counts one request now: the (category, event) `key`, the
+    `status` key and, unless `seen` or `value` is None, the distinct key `value` in group `seen`
+    (`USER` or `VISITOR`). It is the counters' own method, so that the middleware's fast path costs
+    no extra call.
+    """
+
+    def __init__(
+        self,
+        config: UsageConfig,
+        calendar: Calendar,
+        now: Callable[[], float],
+        *,
+        on_pressure: Callable[[], None] | None = None,
+    ) -> None:
+        self.now = now
+        self.max_keys_per_period = config.max_keys_per_period
+        self.cut_address = AddressCutter(config.ip_prefix_v4, config.ip_prefix_v6)
+        self.counters = Counters(calendar, now, max_keys_per_period=config.max_keys_per_period, on_pressure=on_pressure)
+        self.request: RequestRecorder = self.counters.request
+        self._admitted: dict[int, set[CountKey]] = {}  # count keys flushed per base period
+
+    # -- recording (see `UsageStats` for the meaning) ---------------------------------------------
+
+    def count(self, event: str, category: str) -> None:
+        """Count one occurrence of `event` in `category`, now."""
+        self.counters.add(category, event, 1)
+
+    def add(self, event: str, category: str, n: int) -> None:
+        """Add `n` occurrences (checked: an int in the signed 64-bit range; zero is ignored)."""
+        if type(n) is not int or not BIGINT_MIN <= n <= BIGINT_MAX:  # the common case costs no call
+            n = check_count(n)
+        if n:
+            self.counters.add(category, event, n)
+
+    def seen_user(self, user_id: object, category: str) -> None:
+        """Note a signed-in user today (None and "" are no user)."""
+        if user_id is not None and user_id != "":
+            self.counters.seen(USER[0], category, str(user_id))
+
+    def seen_visitor(self, ip: str, category: str) -> None:
+        """Note a visitor today by the network of `ip` (an address that cannot be parsed is no visitor)."""
+        network = self.cut_address(ip)
+        if network is not None:
+            self.counters.seen(VISITOR[0], category, network)
+
+    # -- handing over to the flusher ----------------------------------------------------------------
+
+    @property
+    def pending(self) -> Pending:
+        """What is recorded but not flushed yet (read-only use)."""
+        return self.counters.peek()
+
+    def bind_to_current_thread(self) -> None:
+        """Make the calling thread (the event loop's) the one that updates the counters."""
+        self.counters.bind_to_current_thread()
+
+    def drain(self) -> None:
+        """Apply what other threads recorded (owner thread only)."""
+        self.counters.drain()
+
+    def take(self) -> Pending:
+        """Take everything pending for a flush, its count keys capped across flushes (`cap_period_keys`)."""
+        taken = self.counters.take()
+        if taken:
+            cap_period_keys(taken, self._admitted, self.max_keys_per_period)
+        return taken
+
+    def restore(self, taken: Pending) -> None:
+        """Give back what a failed flush took."""
+        self.counters.restore(taken)
+
+    def discard(self) -> int:
+        """Throw away everything pending (it can never be stored); returns how many counts and keys."""
+        taken = self.counters.take()
+        return taken.total_counts + taken.total_keys
+
+
+def cap_period_keys(pending: Pending, admitted: dict[int, set[CountKey]], max_keys: int) -> int:
+    """Keep the count keys of each base period within `max_keys` across flushes (the counters cap
+    them only between two flushes): a key new to a period whose quota is used is added to `<other>`
+    of its category. `admitted` remembers each period's keys; only the two newest periods are kept.
+    Returns how many keys were folded into `<other>`."""
+    folded = 0
+    for start, counts in pending.counts.items():
+        known = admitted.setdefault(start, set())
+        for key in [k for k in counts if k not in known and k[0] != STATUS and k[1] != OTHER]:
+            if len(known) < max_keys:
+                known.add(key)
+                continue
+            other = (key[0], OTHER)
+            counts[other] = counts.get(other, 0) + counts.pop(key)
+            folded += 1
+    for start in sorted(admitted)[:-2]:
+        del admitted[start]
+    return folded
