@@ -8,6 +8,8 @@ import secrets
 from datetime import date
 
 from .bounds import MAX_KEY_BYTES, bounded_key
+from .cache import BoundedCache
+from .kinds import USER, VISITOR
 
 __all__ = ["AddressCutter", "KeyEncoder", "MemoryPseudonyms", "cut_address", "keyed_hash"]
 
@@ -40,7 +42,7 @@ class AddressCutter:
     def __init__(self, v4_bits: int, v6_bits: int) -> None:
         self.v4_bits = v4_bits
         self.v6_bits = v6_bits
-        self._cache: dict[str, str | None] = {}
+        self._cache: BoundedCache[str, str | None] = BoundedCache(_CACHE_LIMIT)
 
     def __call__(self, address: str) -> str | None:
         cache = self._cache
@@ -50,11 +52,7 @@ class AddressCutter:
             pass
         if not isinstance(address, str) or len(address) > 64:
             return None
-        cut = cut_address(address, self.v4_bits, self.v6_bits)
-        if len(cache) >= _CACHE_LIMIT:
-            cache.clear()
-        cache[address] = cut
-        return cut
+        return cache.put(address, cut_address(address, self.v4_bits, self.v6_bits))
 
 
 def keyed_hash(salt: bytes, kind: str, value: str) -> bytes:
@@ -94,7 +92,7 @@ class MemoryPseudonyms:
     def visitor(self, day: date, network: str) -> bytes:
         """The stand-in for a visitor's network on `day`: a hash with a daily in-memory key."""
         self._for_day(day)
-        return keyed_hash(self._salt, "v", network)
+        return keyed_hash(self._salt, VISITOR, network)
 
 
 class KeyEncoder:
@@ -115,6 +113,6 @@ class KeyEncoder:
                 raise ValueError("the hashed scheme needs the day's salt")
             return keyed_hash(salt, kind, value)
         if self.scheme == "memory":
-            return self._pseudonyms.user(day, value) if kind == "u" else self._pseudonyms.visitor(day, value)
+            return self._pseudonyms.user(day, value) if kind == USER else self._pseudonyms.visitor(day, value)
         raw = value.encode("utf-8", "surrogatepass")
         return raw if len(raw) <= MAX_KEY_BYTES else bounded_key(raw)

@@ -6,6 +6,7 @@ import ipaddress
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
+from .cache import BoundedCache
 from .config import IPNetwork
 
 __all__ = ["ClientAddress"]
@@ -28,7 +29,7 @@ class ClientAddress:
             raise ValueError(f"header must be 'x-forwarded-for' or 'forwarded', not {header!r}")
         self.trusted = tuple(trusted)
         self.header = header.encode("latin-1")
-        self._trusted_cache: dict[str, bool] = {}
+        self._trusted_cache: BoundedCache[str, bool] = BoundedCache(_CACHE_LIMIT)
 
     def is_trusted(self, host: str) -> bool:
         """Whether `host` is in a trusted network (cached)."""
@@ -42,10 +43,7 @@ class ClientAddress:
             result = any(ip in net for net in self.trusted)
         except ValueError:
             result = False
-        if len(self._trusted_cache) >= _CACHE_LIMIT:
-            self._trusted_cache.clear()
-        self._trusted_cache[host] = result
-        return result
+        return self._trusted_cache.put(host, result)
 
     def __call__(self, scope: MutableMapping[str, Any]) -> str | None:
         """The client's address as text, or None when the request has no usable client."""

@@ -21,6 +21,7 @@ from typing import Any
 
 from starlette.routing import BaseRoute, Host, Mount, compile_path
 
+from .cache import BoundedCache
 from .frameworks import scope_template
 
 __all__ = ["RouteTemplates", "route_context"]
@@ -52,7 +53,7 @@ class RouteTemplates:
     def __init__(self, app: object) -> None:
         self._app = app
         self._index: dict[int, list[tuple[object, Position]]] | None = None
-        self._unknown: dict[int, object] = {}  # endpoints not in the tree even after re-indexing
+        self._unknown: BoundedCache[int, object] = BoundedCache(_UNKNOWN_LIMIT)  # endpoints not in the tree
         self._failed = False
 
     def __call__(self, scope: MutableMapping[str, Any], entry_root_path: str) -> tuple[str | None, bool]:
@@ -98,9 +99,7 @@ class RouteTemplates:
             self._index = self._build(scope)  # routes added since, or an endpoint outside this app's tree
             found = self._index.get(key)
             if found is None or found[0][0] is not endpoint:
-                if len(self._unknown) >= _UNKNOWN_LIMIT:
-                    self._unknown.clear()
-                self._unknown[key] = endpoint
+                self._unknown.put(key, endpoint)
                 logger.debug("usage_stats: an endpoint outside the app's route tree answered; counted as not found")
                 return []
         return [position for _, position in found]

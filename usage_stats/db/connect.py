@@ -1,5 +1,5 @@
-"""One connection for a short command (the CLI), read-only when asked, with driver errors mapped,
-and the schema check such a command needs first."""
+"""One connection for a short command (`Store.connect`: the CLI, `UsageReader`), read-only when
+asked, and the driver errors that the store maps to `StoreUnavailableError`."""
 
 from __future__ import annotations
 
@@ -10,10 +10,16 @@ import asyncpg
 
 from ..config import redact_dsn
 from ..errors import StoreUnavailableError
-from .migrations import schema_version
-from .store import DRIVER_ERRORS
 
-__all__ = ["connect", "schema_version"]
+__all__ = ["DRIVER_ERRORS", "connect"]
+
+DRIVER_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
 
 
 @asynccontextmanager

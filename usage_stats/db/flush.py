@@ -47,11 +47,10 @@ ON CONFLICT DO NOTHING
 
 @dataclass(frozen=True)
 class FlushResult:
-    """What one flush wrote: count rows, distinct keys offered, and keys dropped for finished days."""
+    """What one flush wrote: count rows and distinct keys offered (keys of finished days are logged)."""
 
     count_rows: int
     keys: int
-    dropped_keys: int
     already_stored: bool = False
 
 
@@ -93,7 +92,7 @@ async def write_pending(
         if not fresh:
             attempt.committing = True
             attempt.already_stored = True
-            return FlushResult(0, 0, 0, already_stored=True)
+            return FlushResult(0, 0, already_stored=True)
         live_days = [d for d in days if done is None or d > done]
         dropped = sum(len(v) for d in days if d not in live_days for v in pending.seen[d].values())
         if dropped:
@@ -110,7 +109,7 @@ async def write_pending(
             await execute(conn, _UPSERT_COUNTS.format(s=s), (level,), counts, what="count row")
         attempt.committing = True  # all that is left is COMMIT: a failure from here leaves the outcome unknown
     attempt.committed = True
-    return FlushResult(len(counts[0]), keys, dropped)
+    return FlushResult(len(counts[0]), keys)
 
 
 def _count_arrays(pending: Pending) -> tuple[list[object], list[str], list[str], list[int]]:

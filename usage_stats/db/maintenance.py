@@ -16,9 +16,10 @@ from datetime import date, datetime, timedelta
 import asyncpg
 
 from ..config import UsageConfig
-from ..periods import Calendar, add_months, month_of
+from ..periods import Calendar, PeriodName, add_months, month_of
 from . import ledger
 from .calendar_table import fill_calendar
+from .levels import Level
 from .migrations import LOCK_DAY_END, quote_ident
 from .periodkeys import PERIOD_OF, period_starts
 from .saturating import saturating
@@ -150,10 +151,10 @@ async def _close_day(conn: asyncpg.Connection, s: str, calendar: Calendar, keep:
     cut = _cutoffs(calendar, keep, today, month)
     # A cut-off before the first day a datetime can hold (keep_months=100000, say) has no older row.
     if cut["base"] is not None:
-        await _roll_counts(conn, s, calendar, 1, "day", cut["base"])
+        await _roll_counts(conn, s, calendar, Level.BASE, "day", cut["base"])
     if cut["day"] is not None:
-        await _roll_counts(conn, s, calendar, 2, "month", cut["day"])
-        starts = await _parents(conn, s, calendar, "distinct_counts", 2, "month", cut["day"])
+        await _roll_counts(conn, s, calendar, Level.DAY, "month", cut["day"])
+        starts = await _parents(conn, s, calendar, "distinct_counts", Level.DAY, "month", cut["day"])
         roll = _ROLL_DISTINCT.format(s=s, parent=PERIOD_OF.format(starts="$2", column="start"))
         await conn.execute(roll, cut["day"], starts)
     if cut["event"] is not None:
@@ -164,18 +165,18 @@ async def _close_day(conn: asyncpg.Connection, s: str, calendar: Calendar, keep:
 
 
 async def _roll_counts(
-    conn: asyncpg.Connection, s: str, calendar: Calendar, level: int, period: str, cutoff: datetime
+    conn: asyncpg.Connection, s: str, calendar: Calendar, level: Level, period: PeriodName, cutoff: datetime
 ) -> None:
     starts = await _parents(conn, s, calendar, "counts", level, period, cutoff)
     roll = _ROLL_COUNTS.format(s=s, parent=PERIOD_OF.format(starts="$4", column="start"))
-    await conn.execute(roll, level, cutoff, level + 1, starts)
+    await conn.execute(roll, int(level), cutoff, int(level) + 1, starts)
 
 
 async def _parents(
-    conn: asyncpg.Connection, s: str, calendar: Calendar, table: str, level: int, period: str, cutoff: datetime
+    conn: asyncpg.Connection, s: str, calendar: Calendar, table: str, level: Level, period: PeriodName, cutoff: datetime
 ) -> list[datetime]:
     """The starts of the days or months that the rows of `level` older than `cutoff` roll into."""
-    first, last = (await conn.fetch(_ROLLED_SPAN.format(s=s, table=table), level, cutoff))[0]
+    first, last = (await conn.fetch(_ROLLED_SPAN.format(s=s, table=table), int(level), cutoff))[0]
     return period_starts(calendar, period, first, last)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from ..periods import Calendar, add_months, month_of
+from ..periods import Calendar, PeriodName, add_months, month_of
 
 __all__ = ["PERIOD_OF", "period_starts"]
 
@@ -22,7 +22,9 @@ __all__ = ["PERIOD_OF", "period_starts"]
 PERIOD_OF = "({starts}::timestamptz[])[width_bucket({column}, {starts}::timestamptz[])]"
 
 
-def period_starts(calendar: Calendar, period: str, first: datetime | None, last: datetime | None) -> list[datetime]:
+def period_starts(
+    calendar: Calendar, period: PeriodName, first: datetime | None, last: datetime | None
+) -> list[datetime]:
     """The starts of every `period` ("day" or "month") from the one holding `first` to the one
     holding `last`, oldest first; empty when there are no rows (`first` is None)."""
     if first is None or last is None:

@@ -13,7 +13,8 @@ from typing import Any
 
 import asyncpg
 
-from ..periods import Calendar
+from ..periods import Calendar, PeriodName
+from .levels import Level
 from .migrations import quote_ident
 from .periodkeys import PERIOD_OF, period_starts
 from .rows import LiveKeys, MarkRow, PeriodCounts, StoredDistinct
@@ -66,10 +67,10 @@ async def count_rows(
     conn: asyncpg.Connection,
     schema: str,
     *,
-    period: str,
+    period: PeriodName,
     calendar: Calendar,
-    levels: Sequence[int],
-    finer_levels: Sequence[int],
+    levels: Sequence[Level],
+    finer_levels: Sequence[Level],
     lo: datetime,
     hi: datetime,
     categories: Sequence[str] | None,
@@ -78,13 +79,13 @@ async def count_rows(
     rows of `finer_levels` summed per period (call it inside one snapshot: it reads twice)."""
     s = quote_ident(schema)
     cats = list(categories) if categories is not None else None
-    finer = list(finer_levels)
+    finer = [int(level) for level in finer_levels]
     starts: list[datetime] = []
     if finer:
         first, last = (await conn.fetch(_FINER_SPAN.format(s=s), finer, lo, hi))[0]
         starts = period_starts(calendar, period, first, last)
     sql = _COUNTS_PER_PERIOD.format(s=s, parent=PERIOD_OF.format(starts="$6", column="start"))
-    records = await conn.fetch(sql, list(levels), finer, lo, hi, cats, starts)
+    records = await conn.fetch(sql, [int(level) for level in levels], finer, lo, hi, cats, starts)
     return [PeriodCounts(r[0], r[1], r[2], r[3], r[4], r[5]) for r in records]
 
 

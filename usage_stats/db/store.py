@@ -17,14 +17,15 @@ import asyncpg
 
 from ..anonymise import KeyEncoder
 from ..config import UsageConfig, redact_dsn
-from ..counters import Pending
-from ..delivery import Attempt, FlushId
+from ..delivery import Attempt, Batch
 from ..errors import ConfigError, StoreUnavailableError
 from ..periods import Calendar, PeriodName
 from . import maintenance, query, settings
 from .calendar_table import fill_calendar
+from .connect import DRIVER_ERRORS, connect
 from .flush import FlushResult, write_pending
 from .isolate import write_isolating
+from .levels import Level
 from .migrations import migrate, schema_version
 from .rows import MarkRow, Snapshot
 from .settings import Settings, check_settings
@@ -32,14 +33,6 @@ from .settings import Settings, check_settings
 __all__ = ["DRIVER_ERRORS", "Migrated", "Store", "check_database"]
 
 logger = logging.getLogger(__name__)
-
-DRIVER_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.InternalClientError,
-)
 
 
 class Store:
@@ -64,8 +57,6 @@ class Store:
     ) -> AsyncIterator[Store]:
         """A store on one connection for a short command (the CLI, a `UsageReader`); with `read_only`
         the whole block is one read-only snapshot, so nothing it runs can change what is stored."""
-        from .connect import connect  # connect.py imports DRIVER_ERRORS from here
-
         async with connect(dsn, read_only=read_only, statement_cache_size=statement_cache_size) as conn:
             yield cls(None, schema, dsn, conn=conn)
 
@@ -107,27 +98,27 @@ class Store:
 
     async def write_flush(
         self,
+        batch: Batch,
+        attempt: Attempt,
         *,
-        level: int,
-        pending: Pending,
+        level: Level,
         encode: KeyEncoder,
         salts: dict[date, bytes] | None,
-        flush: FlushId,
         at: datetime,
-        attempt: Attempt,
     ) -> FlushResult:
-        """Write one flush in one transaction (see `flush.write_pending`); a value the database refuses
-        is dropped (and logged) rather than failing every flush (see `isolate.write_isolating`)."""
+        """Write `batch` in one transaction, under its id in the ledger (see `flush.write_pending`); a
+        value the database refuses is dropped (and logged) rather than failing every flush (see
+        `isolate.write_isolating`). `attempt` says how far the write got when it fails."""
         async with self.connection() as conn:
             return await write_isolating(
                 lambda guard: write_pending(
                     conn,
                     self.schema,
                     level=level,
-                    pending=pending,
+                    pending=batch.pending,
                     encode=encode,
                     salts=salts,
-                    flush=flush,
+                    flush=batch.id,
                     at=at,
                     attempt=attempt,
                     guard=guard,
@@ -191,8 +182,8 @@ class Store:
         calendar: Calendar,
         period: PeriodName,
         *,
-        levels: Sequence[int],
-        finer_levels: Sequence[int],
+        levels: Sequence[Level],
+        finer_levels: Sequence[Level],
         lo: datetime,
         hi: datetime,
         categories: Sequence[str] | None,

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from itertools import repeat
 
+from ..db.levels import Level
 from ..db.rows import LiveKeys, PeriodCounts, StoredDistinct
 from ..periods import Calendar, PeriodName, add_months, month_of
 from .model import ALL, SEEN, Row, UsageTable
@@ -60,7 +61,7 @@ def build_table(
     show_seen = period != "base" and (categories is None or SEEN in categories)
     if show_seen and period == "day":
         for start, category, level, value in stored_distinct:
-            if level == 2:
+            if level == Level.DAY:
                 rows_of(start).append(Row(SEEN, category, value, "distinct"))
         for day, category, n in live_keys:
             rows_of(calendar.day_start(day)).append(Row(SEEN, category, n, "distinct"))

@@ -57,6 +57,8 @@ class Reader:
         categories: Sequence[str] | None = None,
     ) -> UsageTable:
         """The table `UsageStats.table()` would return at `now` (which decides today, for averages)."""
+        if isinstance(categories, str):
+            categories = [categories]
         name = period_name(period)
         for label, value in (("start", start), ("end", end)):
             if value is not None and value.tzinfo is None:
@@ -147,16 +149,14 @@ class UsageReader:
         self,
         period: str = "day",
         *,
+        now: datetime | None = None,
         start: datetime | None = None,
         end: datetime | None = None,
         minimum: float = 0,
         categories: Sequence[str] | None = None,
-        now: datetime | None = None,
     ) -> UsageTable:
         """The table `UsageStats.table()` returns (same arguments); `now` (default: the real time)
         decides which day is today, left out of monthly averages."""
-        if isinstance(categories, str):
-            categories = [categories]
         moment = now if now is not None else datetime.now(UTC)
         return await self._open().table(
             period, now=moment, start=start, end=end, minimum=minimum, categories=categories
