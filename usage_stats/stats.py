@@ -1,4 +1,5 @@
-"""`UsageStats`: the recording API and the one owner of tasks and lifecycle."""
+"""`UsageStats`: the public facade. It owns the lifecycle (start, stop, the store) and hands each job to
+its owner: recording to `Recorder`, saving to `db.flusher.Flusher`, background loops to `Scheduler`."""
 
 from __future__ import annotations
 
