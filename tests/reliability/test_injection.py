@@ -31,6 +31,9 @@ TABLES = {
     "settings",
     "schema_version",
     "flush_ledger",
+    "calendar",
+    "day_table",  # views are listed too
+    "month_table",
 }
 
 
