@@ -119,7 +119,7 @@ async def test_a_user_id_callable_that_raises_counts_visitors_and_is_logged_once
         table = await stats.table("day")
     assert seen == {"visitor": [b"198.51.0.0", b"198.51.1.0", b"198.51.2.0"]}
     assert sum(r.value for p in table.periods for r in p.rows if (r.category, r.event) == ("page", "/")) == 30
-    raised = [r for r in caplog.records if "user_id" in r.getMessage()]
+    raised = [r for r in caplog.records if "user_id callable" in r.getMessage()]
     assert len(raised) == 1
     assert raised[0].levelno == logging.ERROR
     assert "ValueError" in raised[0].getMessage()
