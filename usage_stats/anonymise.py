@@ -9,7 +9,7 @@ from datetime import date
 
 from .bounds import MAX_KEY_BYTES, bounded_key
 from .cache import BoundedCache
-from .kinds import USER, VISITOR
+from .kinds import USER, VISITOR, SeenKind
 
 __all__ = ["AddressCutter", "KeyEncoder", "MemoryPseudonyms", "cut_address", "keyed_hash"]
 
@@ -55,7 +55,7 @@ class AddressCutter:
         return cache.put(address, cut_address(address, self.v4_bits, self.v6_bits))
 
 
-def keyed_hash(salt: bytes, kind: str, value: str) -> bytes:
+def keyed_hash(salt: bytes, kind: SeenKind, value: str) -> bytes:
     """A 16-byte keyed BLAKE2b digest of `value`; `kind` keeps users and visitors apart."""
     data = f"{kind}\x00{value}".encode("utf-8", "surrogatepass")
     return hashlib.blake2b(data, key=salt, digest_size=16).digest()
@@ -107,7 +107,7 @@ class KeyEncoder:
         self.scheme = scheme
         self._pseudonyms = MemoryPseudonyms()
 
-    def __call__(self, day: date, kind: str, value: str, salt: bytes | None) -> bytes:
+    def __call__(self, day: date, kind: SeenKind, value: str, salt: bytes | None) -> bytes:
         if self.scheme == "hashed":
             if salt is None:
                 raise ValueError("the hashed scheme needs the day's salt")

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
+from .kinds import COUNT, EntryKind, SeenKind
 from .periods import Calendar
 
 __all__ = ["OTHER", "STATUS", "Bucket", "CountKey", "Counters", "Pending", "SeenKey"]
@@ -26,7 +27,7 @@ _get_ident = threading.get_ident
 OTHER = "<other>"
 STATUS = "status"
 CountKey = tuple[str, str]  # (category, event)
-SeenKey = tuple[str, str]  # (kind "u" or "v", category)
+SeenKey = tuple[SeenKind, str]  # (USER or VISITOR, category)
 
 
 class Bucket:
@@ -98,7 +99,7 @@ class Counters:
         self._pending = Pending()
         self._bucket = _EMPTY
         self._new_keys = 0
-        self._inbox: deque[tuple[float, str, str, str, int]] = deque()
+        self._inbox: deque[tuple[float, EntryKind, str, str, int]] = deque()
 
     def bucket(self, ts: float) -> Bucket:
         """The bucket of the base period holding `ts`."""
@@ -123,7 +124,7 @@ class Counters:
         if ts is None:
             ts = self.now()
         if _get_ident() != self.owner:
-            self._inbox.append((ts, "c", category, event, n))
+            self._inbox.append((ts, COUNT, category, event, n))
             return
         b = self._bucket
         if not b.start <= ts < b.end:
@@ -148,8 +149,8 @@ class Counters:
         ts = self.now()
         if _get_ident() != self.owner:
             inbox = self._inbox
-            inbox.append((ts, "c", key[0], key[1], 1))
-            inbox.append((ts, "c", status[0], status[1], 1))
+            inbox.append((ts, COUNT, key[0], key[1], 1))
+            inbox.append((ts, COUNT, status[0], status[1], 1))
             if seen is not None and value is not None:
                 inbox.append((ts, seen[0], seen[1], value, 0))
             return
@@ -181,7 +182,7 @@ class Counters:
             if self._new_keys == self.key_pressure and self.on_pressure is not None:
                 self.on_pressure()
 
-    def seen(self, kind: str, category: str, value: str, ts: float | None = None) -> None:
+    def seen(self, kind: SeenKind, category: str, value: str, ts: float | None = None) -> None:
         """Note that key `value` (a user ID or a cut address) was seen today in `category`."""
         if ts is None:
             ts = self.now()
@@ -210,7 +211,7 @@ class Counters:
         inbox = self._inbox
         while inbox:
             ts, kind, category, name, n = inbox.popleft()
-            if kind == "c":
+            if kind == COUNT:
                 self.add(category, name, n, ts)
             else:
                 self.seen(kind, category, name, ts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from . import kinds
 from .anonymise import AddressCutter
 from .bounds import BIGINT_MAX, BIGINT_MIN, check_count
 from .config import UsageConfig
@@ -17,8 +18,8 @@ from .periods import Calendar
 
 __all__ = ["USER", "VISITOR", "Recorder", "cap_period_keys"]
 
-USER: SeenKey = ("u", "user")
-VISITOR: SeenKey = ("v", "visitor")
+USER: SeenKey = (kinds.USER, "user")
+VISITOR: SeenKey = (kinds.VISITOR, "visitor")
 
 # (count key, status key, distinct-key group or None, distinct key or None)
 RequestRecorder = Callable[[CountKey, CountKey, "SeenKey | None", "str | None"], None]

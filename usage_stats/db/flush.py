@@ -12,6 +12,7 @@ import asyncpg
 from ..bounds import BIGINT_MAX, BIGINT_MIN, saturate
 from ..counters import Pending
 from ..delivery import Attempt, FlushId
+from ..kinds import SeenKind
 from ..periods import utc
 from ..sanitise import clean_name
 from . import ledger
@@ -25,7 +26,7 @@ __all__ = ["FlushResult", "KeyEncoder", "write_pending"]
 logger = logging.getLogger(__name__)
 
 # (day, kind, value, salt or None) -> the bytes stored as the distinct key
-KeyEncoder = Callable[[date, str, str, bytes | None], bytes]
+KeyEncoder = Callable[[date, SeenKind, str, bytes | None], bytes]
 
 KEY_CHUNK = 10_000  # distinct keys per INSERT statement
 

@@ -20,8 +20,7 @@ from ..delivery import Attempt, Batch, Delivery
 from ..errors import ConfigError
 from ..periods import utc
 from ..recorder import Recorder
-from .flush import write_pending
-from .isolate import write_isolating
+from .levels import Level
 from .store import Store
 
 __all__ = ["Flusher"]
@@ -50,7 +49,7 @@ class Flusher:
         self.discarded = 0  # counts and keys thrown away because the database refused the configuration
         self._ready = ready
         self._before = before
-        self._level = 2 if config.base_period == timedelta(days=1) else 1
+        self._level = Level.DAY if config.base_period == timedelta(days=1) else Level.BASE
         self._encode_key = KeyEncoder(config.user_ids)
         self._salts: dict[date, bytes] | None = {} if config.user_ids == "hashed" else None
 
@@ -112,22 +111,14 @@ class Flusher:
 
     def _writer(self, store: Store) -> Callable[[Batch, Attempt], Awaitable[None]]:
         async def write(batch: Batch, attempt: Attempt) -> None:
-            async with store.connection() as conn:
-                # A value the database refuses is dropped (and logged) rather than failing every flush.
-                result = await write_isolating(
-                    lambda guard: write_pending(
-                        conn,
-                        self.schema,
-                        level=self._level,
-                        pending=batch.pending,
-                        encode=self._encode_key,
-                        salts=self._salts,
-                        flush=batch.id,
-                        at=utc(self.recorder.now()),
-                        attempt=attempt,
-                        guard=guard,
-                    )
-                )
+            result = await store.write_flush(
+                batch,
+                attempt,
+                level=self._level,
+                encode=self._encode_key,
+                salts=self._salts,
+                at=utc(self.recorder.now()),
+            )
             logger.debug("usage_stats: flushed %d count rows and %d keys", result.count_rows, result.keys)
 
         return write
