@@ -324,7 +324,7 @@ class UsageStats:
         return self.calendar.local(self._now())
 
     def dashboard(self, *, auth: DashboardAuth | None = None) -> ASGIApp:
-        """A Starlette app to mount (for example at `/usage`) showing the tables; see the README."""
+        """A Starlette app to mount (for example at `/usage`) showing the tables; see docs/dashboard.md."""
         from .dashboard import create_dashboard
 
         return create_dashboard(self, auth=auth)

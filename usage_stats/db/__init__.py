@@ -1,1 +1,2 @@
-"""The PostgreSQL boundary: the only modules that import asyncpg."""
+"""The PostgreSQL boundary: the only modules that import asyncpg. The rest of the package goes
+through `store.Store` (and the pure `maintenance.plan`, `settings.Settings`, `levels`, `rows`)."""
