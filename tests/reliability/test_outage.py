@@ -80,10 +80,12 @@ async def test_database_outage_under_load_loses_nothing(pg_dsn: str, schema: str
     assert len(during) > 100
     # No added latency: the failing flushes run in the background. Compared with the same run's
     # baseline, never with a fixed time: the 2-core machine is shared, and its speed varies.
-    (median_before, p99_before, max_before), (median_during, p99_during, max_during) = map(_summary, (before, during))
+    (median_before, p99_before, _max_before), (median_during, p99_during, max_during) = map(_summary, (before, during))
     assert median_during <= 2 * median_before + 0.005
     assert p99_during <= 3 * p99_before
-    assert max_during <= 4 * max_before  # a request waiting for the database would wait seconds
+    # A request that waited for the database would wait for the outage itself; one slow request (a
+    # garbage collection, the flush that completes when the network is back) is not that.
+    assert max_during < OUTAGE / 10
     assert "Traceback" not in log
     if failure == "refused":
         # Said once, not once per request or per attempt; the retries back off (not one every 0.5 s).
