@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from . import database, http, inprocess, memory, recording
-from .report import Section, machine
+from .report import Section, machine, summary
 
 _BENCHMARKS: dict[str, Callable[[bool], Section | list[Section]]] = {
     "inprocess": inprocess.run,
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         machine(),
         "",
     ]
-    text = "\n".join(header) + "\n" + "\n".join(s.markdown() for s in sections)
+    text = "\n".join(header) + "\n" + summary(sections) + "\n" + "\n".join(s.markdown() for s in sections)
     print(text)
     args.output.write_text(text)
     return 0

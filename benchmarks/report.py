@@ -16,10 +16,17 @@ class Section:
     title: str
     note: str = ""
     rows: list[tuple[str, str, str, str, str]] = field(default_factory=list)
+    goals: list[tuple[str, str, str, str, str]] = field(default_factory=list)
 
     def row(self, what: str, figure: str, ratio: str, target: str = "", met: bool | None = None) -> None:
         mark = "" if met is None else ("yes" if met else "**no**")
         self.rows.append((what, figure, ratio, target, mark))
+
+    def goal(self, what: str, target: str, before: str, after: str, met: bool | None) -> None:
+        """A row of the summary at the top of RESULTS.md: a target with the figure measured on the
+        package before the current work (`benchmarks.baseline`) and today's, side by side in one run."""
+        mark = "" if met is None else ("yes" if met else "**no**")
+        self.goals.append((what, target, before or "—", after, mark))
 
     def markdown(self) -> str:
         lines = [f"### {self.title}", ""]
@@ -75,3 +82,20 @@ def machine() -> str:
         f"- wrk: {_command(['wrk', '--version'])}",
     ]
     return "\n".join(lines)
+
+
+def summary(sections: list[Section]) -> str:
+    """The goals of every section in one table: target, before and after."""
+    goals = [g for s in sections for g in s.goals]
+    if not goals:
+        return ""
+    lines = [
+        "## Targets: before and after",
+        "",
+        "Before is the package at the baseline commit (`benchmarks/baseline.py`), measured in the same run.",
+        "",
+        "| measured | target | before | after | met |",
+        "|---|---|---|---|---|",
+    ]
+    lines += ["| " + " | ".join(g) + " |" for g in goals]
+    return "\n".join(lines) + "\n"
