@@ -28,6 +28,22 @@ def client(app: ASGIApp, ip: str = "192.0.2.10", *, raise_app_exceptions: bool =
     return httpx.AsyncClient(transport=transport, base_url="http://testserver")
 
 
+Response = tuple[int, list[tuple[str, str]], bytes]
+
+
+async def responses(
+    app: Any, requests: list[tuple[str, str]], headers: dict[str, str], *, ignore: tuple[str, ...] = ()
+) -> list[Response]:
+    """Status, headers (but those named in `ignore`) and body of each (method, path) sent to `app`
+    in order: what byte-identical means when an app is served with and without the middleware."""
+    out = []
+    async with client(app) as c:
+        for method, path in requests:
+            r = await c.request(method, path, headers=headers)
+            out.append((r.status_code, [h for h in r.headers.multi_items() if h[0] not in ignore], r.content))
+    return out
+
+
 def shop_app(on_sync: Callable[[], None] | None = None) -> FastAPI:
     """`/items/{item_id}`, `/api/v1/users/{user_id}` (+ `/sync`, `/fail`), `/legacy/things/{thing}`."""
     app = FastAPI()

@@ -15,7 +15,7 @@ from litestar.testing import AsyncTestClient
 from litestar.types import HTTPResponseBodyEvent, Receive, Scope, Send
 
 from example_app.litestar_app import create_app
-from tests.apps import client, recorded
+from tests.apps import client, recorded, responses
 from tests.conftest import StatsFactory
 from usage_stats import UsageConfig, UsageMiddleware, UsageStats
 
@@ -153,25 +153,19 @@ async def test_an_exception_is_counted_as_5xx_and_re_raised_unchanged(make_stats
 
 
 async def test_responses_are_byte_identical(make_stats: StatsFactory) -> None:
-    async def responses(app: Any) -> list[tuple[int, list[tuple[str, str]], bytes]]:
-        out = []
-        async with client(app) as c:
-            for method, path in [
-                ("GET", "/api/v1/items/3"),
-                ("GET", "/api/v1/users/ann/profile"),
-                ("GET", "/files/x"),
-                ("GET", "/nothing"),
-                ("DELETE", "/api/v1/items/3"),
-                ("GET", "/boom"),
-            ]:
-                r = await c.request(method, path, headers={"x-account": "7"})
-                out.append((r.status_code, r.headers.multi_items(), r.content))
-        return out
+    sent = [
+        ("GET", "/api/v1/items/3"),
+        ("GET", "/api/v1/users/ann/profile"),
+        ("GET", "/files/x"),
+        ("GET", "/nothing"),
+        ("DELETE", "/api/v1/items/3"),
+        ("GET", "/boom"),
+    ]
 
     async with make_stats() as stats:
         app = litestar_app()  # one app: Litestar orders a 405's `allow` header differently per instance
-        bare = await responses(app)
-        wrapped = await responses(UsageMiddleware(app, stats=stats))
+        bare = await responses(app, sent, {"x-account": "7"})
+        wrapped = await responses(UsageMiddleware(app, stats=stats), sent, {"x-account": "7"})
         counts = await recorded(stats)
     assert bare == wrapped
     assert counts == {
