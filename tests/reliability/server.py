@@ -17,9 +17,17 @@ import httpx
 
 from .proxy import free_port
 
-__all__ = ["Load", "Result", "UvicornProcess", "stored_counts"]
+__all__ = ["Load", "Result", "UvicornProcess", "app_env", "stored_counts"]
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def app_env(dsn: str, schema: str, flush_interval: float, shutdown_timeout: float | None = None) -> dict[str, str]:
+    """The environment of a test app that stores in `schema` through `dsn`."""
+    env = {"USAGE_STATS_DSN": dsn, "USAGE_STATS_SCHEMA": schema, "USAGE_STATS_FLUSH_INTERVAL": str(flush_interval)}
+    if shutdown_timeout is not None:
+        env["USAGE_STATS_SHUTDOWN_TIMEOUT"] = str(shutdown_timeout)
+    return env
 
 
 class UvicornProcess:

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 
 from .app import CACHE_CATEGORY, CACHE_EVENT
-from .server import Load, UvicornProcess, stored_counts
+from .server import Load, UvicornProcess, app_env, stored_counts
 
 PAGE = ("page", "/items/{item_id}")
 
@@ -35,7 +35,7 @@ async def _wait_stored(pg_dsn: str, schema: str, n: int) -> dict[tuple[str, str]
 async def test_sigkill_loses_at_most_the_last_flush_and_restarts_clean(
     pg_dsn: str, schema: str, tmp_path: Path, db: asyncpg.Connection
 ) -> None:
-    env = {"USAGE_STATS_DSN": pg_dsn, "USAGE_STATS_SCHEMA": schema, "USAGE_STATS_FLUSH_INTERVAL": "0.2"}
+    env = app_env(pg_dsn, schema, flush_interval=0.2)
     server = UvicornProcess(tmp_path / "first.log", env)
     try:
         await anyio.to_thread.run_sync(server.wait_ready)

@@ -12,7 +12,7 @@ import pytest
 
 from .app import CACHE_CATEGORY, CACHE_EVENT
 from .proxy import CuttableProxy
-from .server import Load, Result, UvicornProcess, stored_counts
+from .server import Load, Result, UvicornProcess, app_env, stored_counts
 
 OUTAGE = 20.0
 BASELINE = OUTAGE  # the latency baseline: as long as the outage, under the same load, just before it
@@ -27,12 +27,7 @@ def _summary(results: list[Result]) -> tuple[float, float, float]:
 @pytest.mark.parametrize("failure", ["refused", "hanging"])
 async def test_database_outage_under_load_loses_nothing(pg_dsn: str, schema: str, tmp_path: Path, failure: str) -> None:
     with CuttableProxy(pg_dsn) as proxy:
-        env = {
-            "USAGE_STATS_DSN": proxy.dsn,
-            "USAGE_STATS_SCHEMA": schema,
-            "USAGE_STATS_FLUSH_INTERVAL": "0.5",
-            "USAGE_STATS_SHUTDOWN_TIMEOUT": "5",
-        }
+        env = app_env(proxy.dsn, schema, flush_interval=0.5, shutdown_timeout=5)
         server = UvicornProcess(tmp_path / "uvicorn.log", env)
         try:
             server.wait_ready()

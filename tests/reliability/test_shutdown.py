@@ -14,14 +14,14 @@ import pytest
 
 from .app import CACHE_CATEGORY, CACHE_EVENT
 from .proxy import CuttableProxy
-from .server import Load, UvicornProcess, stored_counts
+from .server import Load, UvicornProcess, app_env, stored_counts
 
 ANSWERED_BEFORE_SIGTERM = 100
 
 
 @pytest.mark.slow
 async def test_sigterm_under_load_saves_every_counted_request(pg_dsn: str, schema: str, tmp_path: Path) -> None:
-    env = {"USAGE_STATS_DSN": pg_dsn, "USAGE_STATS_SCHEMA": schema, "USAGE_STATS_FLUSH_INTERVAL": "3600"}
+    env = app_env(pg_dsn, schema, flush_interval=3600)
     server = UvicornProcess(tmp_path / "uvicorn.log", env)
     try:
         server.wait_ready()
@@ -57,12 +57,7 @@ async def test_sigterm_with_the_database_down_ends_in_bounded_time(
 ) -> None:
     timeout = 2.0
     with CuttableProxy(pg_dsn) as proxy:
-        env = {
-            "USAGE_STATS_DSN": proxy.dsn,
-            "USAGE_STATS_SCHEMA": schema,
-            "USAGE_STATS_FLUSH_INTERVAL": "3600",
-            "USAGE_STATS_SHUTDOWN_TIMEOUT": str(timeout),
-        }
+        env = app_env(proxy.dsn, schema, flush_interval=3600, shutdown_timeout=timeout)
         server = UvicornProcess(tmp_path / "uvicorn.log", env)
         try:
             server.wait_ready()

@@ -17,7 +17,7 @@ from tests.conftest import FakeClock
 from usage_stats import ConfigError, StoreUnavailableError, UsageConfig, UsageStats
 
 from .proxy import CuttableProxy
-from .server import Load, UvicornProcess, stored_counts
+from .server import Load, UvicornProcess, app_env, stored_counts
 
 
 async def _stored_when_there(dsn: str, schema: str) -> dict[tuple[str, str], int]:
@@ -117,12 +117,7 @@ async def test_uvicorn_starts_and_serves_while_the_database_is_unreachable(
 ) -> None:
     with CuttableProxy(pg_dsn) as proxy:
         proxy.cut()
-        env = {
-            "USAGE_STATS_DSN": proxy.dsn,
-            "USAGE_STATS_SCHEMA": schema,
-            "USAGE_STATS_FLUSH_INTERVAL": "0.5",
-            "USAGE_STATS_SHUTDOWN_TIMEOUT": "5",
-        }
+        env = app_env(proxy.dsn, schema, flush_interval=0.5, shutdown_timeout=5)
         server = UvicornProcess(tmp_path / "uvicorn.log", env)
         try:
             server.wait_ready()  # the old code: "Application startup failed", the process exits
