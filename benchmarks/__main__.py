@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import database, http, inprocess, memory, recording
+from . import database, fleet, http, inprocess, memory, recording
 from .report import Section, machine, summary
 
 _BENCHMARKS: dict[str, Callable[[bool], Section | list[Section]]] = {
@@ -26,6 +26,7 @@ _BENCHMARKS: dict[str, Callable[[bool], Section | list[Section]]] = {
     "recording": recording.run,
     "database": database.run,
     "memory": memory.run,
+    "fleet": fleet.run,
 }
 
 
