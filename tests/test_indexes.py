@@ -43,16 +43,18 @@ async def big(make_stats: StatsFactory, db: asyncpg.Connection, schema: str) -> 
 
 
 async def test_recent_day_table_uses_the_primary_key(db: asyncpg.Connection, big: str) -> None:
-    sql = query._COUNTS_PER_PERIOD.format(s=big, parent=PERIOD_OF.format(starts="$6", column="start"))
-    text = await plan(db, sql, [2], [1], NOW - timedelta(days=3), NOW, None, DAYS[-4:])
+    sql = query._COUNTS_PER_PERIOD.format(s=big, names=query._JOINED)
+    text = await plan(db, sql, [2], [1], NOW - timedelta(days=3), NOW, None, DAYS[-4:-1], DAYS[-3:])
     assert "counts_pkey" in text
     assert "Seq Scan" not in text
 
 
 async def test_month_table_of_a_few_months_uses_the_primary_key(db: asyncpg.Connection, big: str) -> None:
-    sql = query._COUNTS_PER_PERIOD.format(s=big, parent=PERIOD_OF.format(starts="$6", column="start"))
-    months = [datetime(2025, m, 1, tzinfo=UTC) for m in range(1, 4)]
-    text = await plan(db, sql, [3, 4], [1, 2], NOW - timedelta(days=400), NOW - timedelta(days=300), None, months)
+    sql = query._COUNTS_PER_PERIOD.format(s=big, names=query._JOINED)
+    months = [datetime(2025, m, 1, tzinfo=UTC) for m in range(1, 5)]
+    text = await plan(
+        db, sql, [3, 4], [1, 2], NOW - timedelta(days=400), NOW - timedelta(days=300), None, months[:-1], months[1:]
+    )
     assert "counts_pkey" in text
     assert "Seq Scan" not in text
 

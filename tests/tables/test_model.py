@@ -5,10 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import FrozenInstanceError
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from usage_stats import Period, Row, UsageTable
+from usage_stats.tables.model import sorted_group
 
 LONDON = ZoneInfo("Europe/London")
 D1 = datetime(2026, 7, 1, tzinfo=LONDON)
@@ -102,3 +106,20 @@ def test_csv_quotes_formula_cells_and_keeps_odd_names_intact() -> None:
 def test_average_values_are_floats_in_json() -> None:
     t = UsageTable.build("month", [(D1, Row("seen", "user", 2.5, "average"))])
     assert json.loads(t.to_json())["rows"][0]["value"] == 2.5
+
+
+def test_a_period_of_columns_equals_the_period_of_its_rows() -> None:
+    groups = [
+        sorted_group("api", ["/z"], [1], ["count"]),
+        sorted_group("page", ["/b", "/a", "/c", "/d"], [5, 5, 9, 1], ["count"] * 4, minimum=2),
+    ]
+    period = Period.from_groups(D1, groups)
+    rows = (Row("api", "/z", 1), Row("page", "/c", 9), Row("page", "/a", 5), Row("page", "/b", 5))
+    assert period.rows == rows  # value descending, then event; below the minimum dropped
+    assert all(type(r) is Row for r in period.rows)
+    assert period == Period(D1, rows)
+    assert hash(period) == hash(Period(D1, rows))
+    assert Period(D1, rows).groups == period.groups
+    assert period.get("page", "/a") == Row("page", "/a", 5)
+    with pytest.raises(FrozenInstanceError):
+        period.start = D2

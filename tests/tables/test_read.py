@@ -38,6 +38,9 @@ class ClosesADayMidway:
     async def fetchval(self, *args: Any, **kwargs: Any) -> Any:
         return await self._conn.fetchval(*args, **kwargs)
 
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._conn.execute(*args, **kwargs)
+
 
 async def test_a_day_closed_while_a_table_is_read_is_counted_once(
     make_stats: StatsFactory, clock: FakeClock, pg_dsn: str
@@ -89,3 +92,21 @@ async def test_usage_reader_refuses_a_schema_without_statistics(pg_dsn: str, sch
     reader = UsageReader(UsageConfig(dsn=pg_dsn, schema=schema))
     with pytest.raises(UsageStatsError, match="not open"):
         await reader.table("day")
+
+
+async def test_names_that_hold_the_separator_of_the_fast_read_are_read_whole(make_stats: StatsFactory) -> None:
+    # Events travel joined by "\x1f"; a name holding it makes the reader fetch text arrays instead.
+    async with make_stats() as stats:
+        stats.add("a\x1fb", "page", 2)
+        stats.add("\x1f", "page", 5)
+        stats.add("/", "page", 1)
+        stats.add("c", "api", 3)
+        await stats.flush()
+        for period in ("day", "month", "base"):
+            rows = (await stats.table(period, categories=["page", "api"])).periods[0].rows
+            assert [(r.category, r.event, r.value) for r in rows] == [
+                ("api", "c", 3),
+                ("page", "\x1f", 5),
+                ("page", "a\x1fb", 2),
+                ("page", "/", 1),
+            ]

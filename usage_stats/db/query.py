@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -16,7 +16,7 @@ import asyncpg
 from ..periods import Calendar, PeriodName
 from .levels import Level
 from .migrations import quote_ident
-from .periodkeys import PERIOD_OF, period_starts
+from .periodkeys import period_starts
 from .rows import LiveKeys, MarkRow, PeriodCounts, StoredDistinct
 from .saturating import saturating
 
@@ -34,25 +34,54 @@ def _transaction(conn: asyncpg.Connection) -> AbstractAsyncContextManager[Any]:
     return nullcontext() if conn.is_in_transaction() else conn.transaction()
 
 
-# Rows already at the period's granularity are read as they are, along the primary key; only finer
-# rows (not rolled up yet) are summed per period (saturating at the bounds of bigint). Grouping every
-# row costs ten times the scan. The start of a finer row's period is looked up in starts computed by
-# Python (`periodkeys`).
+# Reads are short: compiling them (JIT, which the planner's cost estimate of a large table's grouping
+# turns on) costs more than it saves.
+READ_SETTINGS = "SET LOCAL jit = off"
+
+# One row per period, category and kind (count or total), with its events and values as columns:
+# a few wide rows instead of one per figure (the driver makes no record per figure). The events
+# travel as one text joined with `SEPARATOR`, which the client splits at C speed; a name that holds
+# the separator itself (a count that does not match) makes the reader ask again for text arrays
+# (`{names}` below). Rows already at the period's granularity are read as they are, in primary-key
+# order and per level, so PostgreSQL groups them as they come, without sorting or hashing. Only
+# periods that rows not rolled up yet fall in ($6, ending at $7: starts computed by Python, see
+# `periodkeys`) are summed per event, one period at a time (a small hash per period rather than a
+# sort of every finer row), saturating at the bounds of bigint.
 _COUNTS_PER_PERIOD = saturating("""
-WITH r AS (
-    SELECT start AS p, category, event, level = 4 AS total, value, false AS merged
-    FROM {s}.counts
-    WHERE level = ANY($1::smallint[]) AND start >= $3 AND start < $4
-      AND ($5::text[] IS NULL OR category = ANY($5::text[]))
-    UNION ALL
-    SELECT {parent}, category, event, false, least(greatest(sum(value), {lo}), {hi})::bigint, true
-    FROM {s}.counts
-    WHERE level = ANY($2::smallint[]) AND start >= $3 AND start < $4
-      AND ($5::text[] IS NULL OR category = ANY($5::text[]))
-    GROUP BY 1, 2, 3
+WITH merged AS (
+    SELECT p, category, total, event, least(greatest(sum(value), {lo}), {hi})::bigint AS value
+    FROM (
+        SELECT start AS p, category, level = 4 AS total, event, value::numeric AS value
+        FROM {s}.counts
+        WHERE level = ANY($1::smallint[]) AND start = ANY($6::timestamptz[]) AND start >= $3 AND start < $4
+          AND ($5::text[] IS NULL OR category = ANY($5::text[]))
+        UNION ALL
+        SELECT b.p, f.category, false, f.event, f.value
+        FROM unnest($6::timestamptz[], $7::timestamptz[]) AS b(p, stop), LATERAL (
+            SELECT category, event, sum(value) AS value
+            FROM {s}.counts
+            WHERE level = ANY($2::smallint[]) AND start >= b.p AND start < b.stop AND start >= $3 AND start < $4
+              AND ($5::text[] IS NULL OR category = ANY($5::text[]))
+            GROUP BY 1, 2
+        ) AS f
+    ) AS u
+    GROUP BY 1, 2, 3, 4
 )
-SELECT p, array_agg(category), array_agg(event), array_agg(total), array_agg(value), bool_or(merged)
-FROM r GROUP BY p
+SELECT g.* FROM unnest($1::smallint[]) AS l(level), LATERAL (
+    SELECT start, category, l.level = 4, {names},
+           array_agg(value)
+    FROM (
+        SELECT start, category, event, value FROM {s}.counts
+        WHERE level = l.level AND start >= $3 AND start < $4
+          AND ($5::text[] IS NULL OR category = ANY($5::text[]))
+          AND start <> ALL($6::timestamptz[])
+        ORDER BY start, category, event
+    ) AS k
+    GROUP BY start, category
+) AS g
+UNION ALL
+SELECT p, category, total, {names}, array_agg(value)
+FROM merged GROUP BY 1, 2, 3
 """)
 
 # The first and last start of the finer rows in [lo, hi): two probes of the primary key per level.
@@ -61,6 +90,11 @@ SELECT min(m.first), max(m.last) FROM unnest($1::smallint[]) AS l(level), LATERA
     SELECT min(start) AS first, max(start) AS last FROM {s}.counts WHERE level = l.level AND start >= $2 AND start < $3
 ) AS m
 """
+
+
+_INSTANT = timedelta(microseconds=1)
+SEPARATOR = "\x1f"  # ASCII's unit separator: not in a route or a name anyone chooses, and checked
+_JOINED = "string_agg(event, E'\\x1f')"
 
 
 async def count_rows(
@@ -76,7 +110,8 @@ async def count_rows(
     categories: Sequence[str] | None,
 ) -> list[PeriodCounts]:
     """The counts of every period of `period` starting in [lo, hi): rows of `levels` as stored,
-    rows of `finer_levels` summed per period (call it inside one snapshot: it reads twice)."""
+    rows of `finer_levels` summed per period and event into them (call it inside one snapshot: it
+    reads twice). Each event appears once per period, category and kind."""
     s = quote_ident(schema)
     cats = list(categories) if categories is not None else None
     finer = [int(level) for level in finer_levels]
@@ -84,9 +119,14 @@ async def count_rows(
     if finer:
         first, last = (await conn.fetch(_FINER_SPAN.format(s=s), finer, lo, hi))[0]
         starts = period_starts(calendar, period, first, last)
-    sql = _COUNTS_PER_PERIOD.format(s=s, parent=PERIOD_OF.format(starts="$6", column="start"))
-    records = await conn.fetch(sql, [int(level) for level in levels], finer, lo, hi, cats, starts)
-    return [PeriodCounts(r[0], r[1], r[2], r[3], r[4], r[5]) for r in records]
+    stops = [*starts[1:], calendar.period_ceil(period, starts[-1] + _INSTANT)] if starts else []
+    args = ([int(level) for level in levels], finer, lo, hi, cats, starts, stops)
+    records = await conn.fetch(_COUNTS_PER_PERIOD.format(s=s, names=_JOINED), *args)
+    counts = [PeriodCounts(r[0], r[1], r[2], r[3].split(SEPARATOR), r[4]) for r in records]
+    if any(len(c.events) != len(c.values) for c in counts):  # a name holds the separator
+        records = await conn.fetch(_COUNTS_PER_PERIOD.format(s=s, names="array_agg(event)"), *args)
+        counts = [PeriodCounts(r[0], r[1], r[2], r[3], r[4]) for r in records]
+    return counts
 
 
 async def distinct_rows(

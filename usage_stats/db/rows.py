@@ -9,14 +9,14 @@ __all__ = ["LiveKeys", "MarkRow", "PeriodCounts", "Snapshot", "StoredDistinct"]
 
 
 class PeriodCounts(NamedTuple):
-    """The count rows of one period, as parallel arrays (one entry per row)."""
+    """The count rows of one category in one period, as parallel columns in no particular order: every
+    row of one kind (each event once; rows not rolled up yet are summed into it already)."""
 
     start: datetime
-    categories: list[str]
+    category: str
+    total: bool  # the rows are the category's total (events merged, event `<all>`), not event counts
     events: list[str]
-    totals: list[bool]  # the row is a category's total (events merged, event `<all>`)
     values: list[int]
-    merged: bool  # rows finer than the period were summed into it (then an event may appear twice)
 
 
 class StoredDistinct(NamedTuple):

@@ -192,6 +192,7 @@ class Store:
         transaction: a day closed by maintenance between two reads would otherwise show neither its
         keys nor its distinct row."""
         async with self.connection() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            await conn.execute(query.READ_SETTINGS)
             marks = await query.marks(conn, self.schema)
             counts = await query.count_rows(
                 conn,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
-from itertools import repeat
+from typing import Any
 
 from ..db.levels import Level
 from ..db.rows import LiveKeys, PeriodCounts, StoredDistinct
 from ..periods import Calendar, PeriodName, add_months, month_of
-from .model import ALL, SEEN, Row, UsageTable
+from .model import ALL, SEEN, Group, Kind, Period, Row, UsageTable, sorted_group
 
 __all__ = ["build_table", "live_days"]
 
@@ -36,52 +36,60 @@ def build_table(
     minimum: float = 0,
     categories: Sequence[str] | None = None,
 ) -> UsageTable:
-    """Merge count rows and distinct rows into a table of `period` ("base", "day" or "month")."""
-    periods: dict[float, list[Row]] = {}
+    """Merge count rows and distinct rows into a table of `period` ("base", "day" or "month").
+
+    The figures stay in columns, one `Group` per period and category: a table of 450,000 figures
+    makes no `Row` until its rows are read (see `Period`).
+    """
+    # instant -> category -> (events, values, kinds); a category's columns may come in several parts
+    periods: dict[float, dict[str, list[tuple[list[str], list[Any], list[Kind]]]]] = {}
     starts: dict[float, datetime] = {}
 
-    def rows_of(start: datetime) -> list[Row]:
+    def parts_of(start: datetime, category: str) -> list[tuple[list[str], list[Any], list[Kind]]]:
         instant = start.timestamp()
         found = periods.get(instant)
         if found is None:
-            found = periods[instant] = []
+            found = periods[instant] = {}
             starts[instant] = start
-        return found
+        return found.setdefault(category, [])
 
-    for start, cats, events, totals, values, merged in counts:
-        if any(totals):
-            rows = [
-                Row(c, ALL, v, "total") if t else Row(c, e, v, "count")
-                for c, e, t, v in zip(cats, events, totals, values, strict=True)
-            ]
-        else:  # the common case, built at C speed (tables of many events have 100,000s of rows)
-            rows = list(map(Row._make, zip(cats, events, values, repeat("count"))))
-        rows_of(start).extend(_summed(rows) if merged else rows)
+    for start, category, total, events, values in counts:
+        kind: Kind = "total" if total else "count"
+        parts_of(start, category).append(([ALL] * len(values) if total else events, values, [kind] * len(values)))
 
     show_seen = period != "base" and (categories is None or SEEN in categories)
+    seen: list[tuple[datetime, Row]] = []
     if show_seen and period == "day":
-        for start, category, level, value in stored_distinct:
-            if level == Level.DAY:
-                rows_of(start).append(Row(SEEN, category, value, "distinct"))
-        for day, category, n in live_keys:
-            rows_of(calendar.day_start(day)).append(Row(SEEN, category, n, "distinct"))
+        seen += [
+            (start, Row(SEEN, c, value, "distinct")) for start, c, level, value in stored_distinct if level == Level.DAY
+        ]
+        seen += [(calendar.day_start(day), Row(SEEN, c, n, "distinct")) for day, c, n in live_keys]
     elif show_seen:
-        for start, row in _averages(calendar, stored_distinct, live_keys, go_live, today):
-            rows_of(start).append(row)
+        seen += _averages(calendar, stored_distinct, live_keys, go_live, today)
+    for start, row in seen:
+        parts_of(start, SEEN).append(([row.event], [row.value], [row.kind]))
+
     zone = calendar.zone
-    return UsageTable.from_periods(
-        period, ((starts[i].astimezone(zone), rows) for i, rows in periods.items()), minimum=minimum
-    )
+    built = []
+    for instant, by_category in periods.items():
+        groups = [_group(category, by_category[category], minimum) for category in sorted(by_category)]
+        groups = [g for g in groups if g.events]
+        if groups:
+            built.append(Period.from_groups(starts[instant].astimezone(zone), groups))
+    built.sort(key=lambda p: p.start.timestamp(), reverse=True)
+    return UsageTable(period, tuple(built))
 
 
-def _summed(rows: list[Row]) -> list[Row]:
-    """Rows with one per (category, event, kind): a period's stored rows and its finer rows summed."""
-    sums: dict[tuple[str, str, str], Row] = {}
-    for row in rows:
-        key = (row.category, row.event, row.kind)
-        seen = sums.get(key)
-        sums[key] = row if seen is None else seen._replace(value=seen.value + row.value)
-    return list(sums.values())
+def _group(category: str, parts: list[tuple[list[str], list[Any], list[Kind]]], minimum: float) -> Group:
+    if len(parts) == 1:
+        events, values, kinds = parts[0]
+    else:
+        events, values, kinds = [], [], []
+        for more_events, more_values, more_kinds in parts:
+            events += more_events
+            values += more_values
+            kinds += more_kinds
+    return sorted_group(category, events, values, kinds, minimum=minimum)
 
 
 def _averages(
