@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import database, fleet, http, inprocess, memory, recording
+from . import database, fleet, http, inprocess, memory, recording, tables
 from .report import Section, machine, summary
 
 _BENCHMARKS: dict[str, Callable[[bool], Section | list[Section]]] = {
@@ -25,6 +25,7 @@ _BENCHMARKS: dict[str, Callable[[bool], Section | list[Section]]] = {
     "http": http.run,
     "recording": recording.run,
     "database": database.run,
+    "tables": tables.run,
     "memory": memory.run,
     "fleet": fleet.run,
 }

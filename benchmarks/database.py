@@ -1,5 +1,5 @@
-"""Benchmarks 4-7: flush, maintenance, queries and database load, each against a hand-written
-baseline on the same server in the same run.
+"""Benchmarks 4, 5 and 7: flush, maintenance and database load, each against a hand-written baseline
+on the same server in the same run (6, the tables, is `tables.py`).
 
 They use the server of `USAGE_STATS_TEST_DSN` (else `USAGE_STATS_DSN`, else the embedded one), each in
 a schema of its own that is dropped afterwards.
@@ -245,68 +245,6 @@ async def maintenance_bench(dsn: str, schema: str, quick: bool) -> Section:
     return section
 
 
-# -- 6. queries ------------------------------------------------------------------------------------
-
-
-async def queries_bench(dsn: str, schema: str, quick: bool) -> Section:
-    events, rounds = (1_000, 3) if quick else (5_000, 5)
-    section = Section(
-        "6. Queries",
-        f"table('month') over 24 months x {events:,} events (month rows) and table('day') over 90 days x "
-        f"{events:,} events (day rows), against `SELECT count(*)` over the same rows; medians of {rounds}. "
-        "table() includes fetching the rows and building the UsageTable in Python.",
-    )
-    s = f'"{schema}"'
-    now = datetime(2026, 12, 15, 12, tzinfo=UTC)
-    conn = await asyncpg.connect(dsn)
-    try:
-        async with _stats(dsn, schema, now) as stats:
-            await conn.execute(f"TRUNCATE {s}.counts")
-            await conn.execute(
-                f"""INSERT INTO {s}.counts (level, start, category, event, value)
-                    SELECT 3, '2025-01-01T00:00Z'::timestamptz + m * interval '1 month', 'page', '/event/' || e,
-                           1 + e % 9
-                    FROM generate_series(0, 23) m, generate_series(1, $1) e""",
-                events,
-            )
-            await conn.execute(
-                f"""INSERT INTO {s}.counts (level, start, category, event, value)
-                    SELECT 2, '2026-09-01T00:00Z'::timestamptz + d * interval '1 day', 'page', '/event/' || e,
-                           1 + e % 9
-                    FROM generate_series(0, 89) d, generate_series(1, $1) e""",
-                events,
-            )
-            await conn.execute(f"VACUUM ANALYZE {s}.counts")
-            month_lo, month_hi = datetime(2025, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)
-            day_lo, day_hi = datetime(2026, 9, 1, tzinfo=UTC), datetime(2026, 11, 30, tzinfo=UTC)
-            cases = [
-                ("month", 3, month_lo, month_hi, 24 * events, datetime(2025, 1, 1, tzinfo=UTC), None),
-                ("day", 2, day_lo, day_hi, 90 * events, day_lo, day_hi),
-            ]
-            for period, level, lo, hi, rows, start, end in cases:
-                lib, base = [], []
-                for _ in range(rounds):
-                    base.append(
-                        await _timed(
-                            lambda lv=level, a=lo, b=hi: conn.fetchval(
-                                f"SELECT count(*) FROM {s}.counts WHERE level = $1 AND start >= $2 AND start < $3",
-                                lv,
-                                a,
-                                b,
-                            )
-                        )
-                    )
-                    lib.append(await _timed(lambda p=period, a=start, b=end: stats.table(p, start=a, end=b)))
-                lt, bt = statistics.median(lib), statistics.median(base)
-                section.row(f"SELECT count(*) over the {rows:,} {period} rows", f"{bt * 1e3:.1f} ms", "1.00")
-                section.row(
-                    f'table("{period}")', f"{lt * 1e3:.1f} ms", f"{lt / bt:.1f}x count(*)", "< 10x", lt < 10 * bt
-                )
-    finally:
-        await conn.close()
-    return section
-
-
 # -- 7. database load vs traffic -----------------------------------------------------------------
 
 
@@ -372,7 +310,7 @@ async def _all(quick: bool) -> list[Section]:
     dsn, server = await _dsn()
     sections = []
     try:
-        for bench in (flush_bench, maintenance_bench, queries_bench, load_bench):
+        for bench in (flush_bench, maintenance_bench, load_bench):
             schema = "bench_" + uuid.uuid4().hex[:10]
             try:
                 sections.append(await bench(dsn, schema, quick))

@@ -42,19 +42,19 @@ READ_SETTINGS = "SET LOCAL jit = off"
 # a few wide rows instead of one per figure (the driver makes no record per figure). The events
 # travel as one text joined with `SEPARATOR`, which the client splits at C speed; a name that holds
 # the separator itself (a count that does not match) makes the reader ask again for text arrays
-# (`{names}` below). Rows already at the period's granularity are read as they are, in primary-key
-# order and per level, so PostgreSQL groups them as they come, without sorting or hashing. Only
-# periods that rows not rolled up yet fall in ($6, ending at $7: starts computed by Python, see
-# `periodkeys`) are summed per event, one period at a time (a small hash per period rather than a
-# sort of every finer row), saturating at the bounds of bigint.
+# (`{names}` below). Python gives the periods, from `Calendar` (see `periodkeys`): the ones whose
+# rows are read as they are ($8, ending at $9), and the ones that rows not rolled up yet fall in
+# ($6, ending at $7), whose rows are summed per event, saturating at the bounds of bigint. Either
+# way PostgreSQL reads one period at a time along the primary key: a small group per period, never
+# a sort or a hash of the whole range (which the planner picks on a guess, and spills to disk).
 _COUNTS_PER_PERIOD = saturating("""
 WITH merged AS (
     SELECT p, category, total, event, least(greatest(sum(value), {lo}), {hi})::bigint AS value
     FROM (
-        SELECT start AS p, category, level = 4 AS total, event, value::numeric AS value
-        FROM {s}.counts
-        WHERE level = ANY($1::smallint[]) AND start = ANY($6::timestamptz[]) AND start >= $3 AND start < $4
-          AND ($5::text[] IS NULL OR category = ANY($5::text[]))
+        SELECT k.start AS p, k.category, k.level = 4 AS total, k.event, k.value::numeric AS value
+        FROM unnest($6::timestamptz[], $7::timestamptz[]) AS b(p, stop), {s}.counts AS k
+        WHERE k.level = ANY($1::smallint[]) AND k.start >= b.p AND k.start < b.stop AND k.start >= $3 AND k.start < $4
+          AND ($5::text[] IS NULL OR k.category = ANY($5::text[]))
         UNION ALL
         SELECT b.p, f.category, false, f.event, f.value
         FROM unnest($6::timestamptz[], $7::timestamptz[]) AS b(p, stop), LATERAL (
@@ -67,16 +67,12 @@ WITH merged AS (
     ) AS u
     GROUP BY 1, 2, 3, 4
 )
-SELECT g.* FROM unnest($1::smallint[]) AS l(level), LATERAL (
-    SELECT start, category, l.level = 4, {names},
-           array_agg(value)
-    FROM (
-        SELECT start, category, event, value FROM {s}.counts
-        WHERE level = l.level AND start >= $3 AND start < $4
-          AND ($5::text[] IS NULL OR category = ANY($5::text[]))
-          AND start <> ALL($6::timestamptz[])
-        ORDER BY start, category, event
-    ) AS k
+SELECT g.* FROM unnest($1::smallint[]) AS l(level), unnest($8::timestamptz[], $9::timestamptz[]) AS b(p, stop),
+LATERAL (
+    SELECT start, category, l.level = 4, {names}, array_agg(value)
+    FROM {s}.counts
+    WHERE level = l.level AND start >= b.p AND start < b.stop AND start >= $3 AND start < $4
+      AND ($5::text[] IS NULL OR category = ANY($5::text[]))
     GROUP BY start, category
 ) AS g
 UNION ALL
@@ -84,13 +80,12 @@ SELECT p, category, total, {names}, array_agg(value)
 FROM merged GROUP BY 1, 2, 3
 """)
 
-# The first and last start of the finer rows in [lo, hi): two probes of the primary key per level.
-_FINER_SPAN = """
-SELECT min(m.first), max(m.last) FROM unnest($1::smallint[]) AS l(level), LATERAL (
+# The first and last start of the rows of each level in [lo, hi): two probes of the primary key.
+_SPANS = """
+SELECT l.level, m.first, m.last FROM unnest($1::smallint[]) AS l(level), LATERAL (
     SELECT min(start) AS first, max(start) AS last FROM {s}.counts WHERE level = l.level AND start >= $2 AND start < $3
 ) AS m
 """
-
 
 _INSTANT = timedelta(microseconds=1)
 SEPARATOR = "\x1f"  # ASCII's unit separator: not in a route or a name anyone chooses, and checked
@@ -114,19 +109,31 @@ async def count_rows(
     reads twice). Each event appears once per period, category and kind."""
     s = quote_ident(schema)
     cats = list(categories) if categories is not None else None
-    finer = [int(level) for level in finer_levels]
-    starts: list[datetime] = []
-    if finer:
-        first, last = (await conn.fetch(_FINER_SPAN.format(s=s), finer, lo, hi))[0]
-        starts = period_starts(calendar, period, first, last)
-    stops = [*starts[1:], calendar.period_ceil(period, starts[-1] + _INSTANT)] if starts else []
-    args = ([int(level) for level in levels], finer, lo, hi, cats, starts, stops)
+    own, finer = [int(level) for level in levels], [int(level) for level in finer_levels]
+    spans = await conn.fetch(_SPANS.format(s=s), own + finer, lo, hi)
+    if period == "base":  # base periods are not days or months: one range, grouped by start
+        stored, merged = [lo], []
+        ends = [hi]
+    else:
+        merged = period_starts(calendar, period, *_span(spans, finer))
+        skip = set(merged)
+        stored = [p for p in period_starts(calendar, period, *_span(spans, own)) if p not in skip]
+        ends = [calendar.period_ceil(period, p + _INSTANT) for p in stored]
+    merged_ends = [calendar.period_ceil(period, p + _INSTANT) for p in merged]
+    args = (own, finer, lo, hi, cats, merged, merged_ends, stored, ends)
     records = await conn.fetch(_COUNTS_PER_PERIOD.format(s=s, names=_JOINED), *args)
     counts = [PeriodCounts(r[0], r[1], r[2], r[3].split(SEPARATOR), r[4]) for r in records]
     if any(len(c.events) != len(c.values) for c in counts):  # a name holds the separator
         records = await conn.fetch(_COUNTS_PER_PERIOD.format(s=s, names="array_agg(event)"), *args)
         counts = [PeriodCounts(r[0], r[1], r[2], r[3], r[4]) for r in records]
     return counts
+
+
+def _span(spans: Sequence[Any], levels: Sequence[int]) -> tuple[datetime | None, datetime | None]:
+    """The first and last start over `levels` in the rows of `_SPANS`."""
+    firsts = [r[1] for r in spans if r[0] in levels and r[1] is not None]
+    lasts = [r[2] for r in spans if r[0] in levels and r[2] is not None]
+    return (min(firsts), max(lasts)) if firsts else (None, None)
 
 
 async def distinct_rows(
