@@ -34,9 +34,13 @@ def _transaction(conn: asyncpg.Connection) -> AbstractAsyncContextManager[Any]:
     return nullcontext() if conn.is_in_transaction() else conn.transaction()
 
 
-# Reads are short: compiling them (JIT, which the planner's cost estimate of a large table's grouping
-# turns on) costs more than it saves.
-READ_SETTINGS = "SET LOCAL jit = off"
+# For the statements of one table read (`SET LOCAL`: this transaction only). Its statements are
+# short, and compiling them (JIT, which the planner's cost estimate of a large table's grouping
+# turns on) costs more than it saves. And the planner's row counts for one period's slice of the
+# primary key are generic guesses, on which it sorts thousands of rows (through the collation) to
+# group them where a hash over a few hundred groups, or the primary key's own order, is what the
+# data needs: without sorts it takes those (a realistic day table: 2.8 ms instead of 7.2 ms).
+READ_SETTINGS = "SET LOCAL jit = off; SET LOCAL enable_sort = off"
 
 # One row per period, category and kind (count or total), with its events and values as columns:
 # a few wide rows instead of one per figure (the driver makes no record per figure). The events

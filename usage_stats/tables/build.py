@@ -13,6 +13,8 @@ from .model import ALL, SEEN, Group, Kind, Period, Row, UsageTable, sorted_group
 
 __all__ = ["build_table", "live_days"]
 
+Part = tuple[list[str], list[Any], Kind]  # events, values, and the kind of them all
+
 
 def live_days(month: date, go_live: date | None, today: date) -> int:
     """The days of `month` that count for its average: from the go-live day on, up to the month's
@@ -41,11 +43,11 @@ def build_table(
     The figures stay in columns, one `Group` per period and category: a table of 450,000 figures
     makes no `Row` until its rows are read (see `Period`).
     """
-    # instant -> category -> (events, values, kinds); a category's columns may come in several parts
-    periods: dict[float, dict[str, list[tuple[list[str], list[Any], list[Kind]]]]] = {}
+    # instant -> category -> (events, values, kind); a category's columns may come in several parts
+    periods: dict[float, dict[str, list[Part]]] = {}
     starts: dict[float, datetime] = {}
 
-    def parts_of(start: datetime, category: str) -> list[tuple[list[str], list[Any], list[Kind]]]:
+    def parts_of(start: datetime, category: str) -> list[Part]:
         instant = start.timestamp()
         found = periods.get(instant)
         if found is None:
@@ -55,7 +57,7 @@ def build_table(
 
     for start, category, total, events, values in counts:
         kind: Kind = "total" if total else "count"
-        parts_of(start, category).append(([ALL] * len(values) if total else events, values, [kind] * len(values)))
+        parts_of(start, category).append(([ALL] * len(values) if total else events, values, kind))
 
     show_seen = period != "base" and (categories is None or SEEN in categories)
     seen: list[tuple[datetime, Row]] = []
@@ -67,7 +69,7 @@ def build_table(
     elif show_seen:
         seen += _averages(calendar, stored_distinct, live_keys, go_live, today)
     for start, row in seen:
-        parts_of(start, SEEN).append(([row.event], [row.value], [row.kind]))
+        parts_of(start, SEEN).append(([row.event], [row.value], row.kind))
 
     zone = calendar.zone
     built = []
@@ -80,15 +82,15 @@ def build_table(
     return UsageTable(period, tuple(built))
 
 
-def _group(category: str, parts: list[tuple[list[str], list[Any], list[Kind]]], minimum: float) -> Group:
+def _group(category: str, parts: list[Part], minimum: float) -> Group:
     if len(parts) == 1:
-        events, values, kinds = parts[0]
-    else:
-        events, values, kinds = [], [], []
-        for more_events, more_values, more_kinds in parts:
-            events += more_events
-            values += more_values
-            kinds += more_kinds
+        events, values, kind = parts[0]
+        return sorted_group(category, events, values, kind, minimum=minimum)
+    events, values, kinds = [], [], []
+    for more_events, more_values, more_kind in parts:
+        events += more_events
+        values += more_values
+        kinds += [more_kind] * len(more_values)
     return sorted_group(category, events, values, kinds, minimum=minimum)
 
 

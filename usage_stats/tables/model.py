@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import FrozenInstanceError, dataclass
 from datetime import datetime
 from functools import partial
-from itertools import compress, groupby, repeat
-from operator import attrgetter, ge
-from typing import Any, Literal, NamedTuple
+from itertools import compress, groupby, islice, repeat
+from operator import attrgetter, ge, le
+from typing import Any, Literal, NamedTuple, cast
 
 from ..periods import PeriodName
 from . import formats
@@ -65,23 +65,40 @@ def sort_rows(rows: list[Row]) -> tuple[Row, ...]:
 
 
 def sorted_group(
-    category: str, events: list[str], values: list[Any], kinds: list[Kind], *, minimum: float = 0
+    category: str, events: list[str], values: list[Any], kinds: Kind | list[Kind], *, minimum: float = 0
 ) -> Group:
-    """A `Group` of the given columns (any order), rows below `minimum` dropped, in display order.
+    """A `Group` of the given columns (any order; `kinds` one per row, or one for all), rows below
+    `minimum` dropped, in display order: value descending, then event.
 
-    The sorts run on indices with C-speed keys: no tuple is made per row. Events come from the
-    database mostly in order already, which the first (stable) sort then passes in one run.
+    No tuple is made per row: each column is checked for order in one C-speed pass, and sorted (as
+    indices with C-speed keys) only when it is out of order. The second sort is stable, so rows of
+    equal value keep their event order.
     """
+    per_row = None if isinstance(kinds, str) else kinds
     if minimum:
         keep = list(map(ge, values, repeat(minimum)))
-        events, values, kinds = list(compress(events, keep)), list(compress(values, keep)), list(compress(kinds, keep))
-    if len(events) > 1:
-        order = sorted(range(len(events)), key=events.__getitem__)
-        order.sort(key=values.__getitem__, reverse=True)
-        events = list(map(events.__getitem__, order))
-        values = list(map(values.__getitem__, order))
-        kinds = list(map(kinds.__getitem__, order))
-    return Group(category, events, values, kinds)
+        events, values = list(compress(events, keep)), list(compress(values, keep))
+        per_row = None if per_row is None else list(compress(per_row, keep))
+    if not _in_order(events, le):
+        events, values, per_row = _sorted_by(events, False, events, values, per_row)
+    if not _in_order(values, ge):
+        events, values, per_row = _sorted_by(values, True, events, values, per_row)
+    return Group(category, events, values, per_row if per_row is not None else [cast(Kind, kinds)] * len(events))
+
+
+def _in_order(column: list[Any], pairwise: Callable[[Any, Any], bool]) -> bool:
+    return all(map(pairwise, column, islice(column, 1, None)))
+
+
+def _sorted_by(
+    key: list[Any], descending: bool, events: list[str], values: list[Any], kinds: list[Kind] | None
+) -> tuple[list[str], list[Any], list[Kind] | None]:
+    order = sorted(range(len(key)), key=key.__getitem__, reverse=descending)
+    return (
+        list(map(events.__getitem__, order)),
+        list(map(values.__getitem__, order)),
+        None if kinds is None else [kinds[i] for i in order],
+    )
 
 
 class Period:
