@@ -47,7 +47,7 @@ async def load_table(
         everything = await stats.table(period, minimum=minimum)
     else:
         everything = table
-    found = {row.category for p in everything.periods for row in p.rows} | set(categories)
+    found = {group.category for p in everything.periods for group in p.groups} | set(categories)
     return table, tuple(sorted(found))
 
 
@@ -114,12 +114,13 @@ def chart_series(table: UsageTable) -> list[Series]:
     seen: dict[str, dict[datetime, float]] = {}
     counted: dict[str, dict[datetime, float]] = {}
     for period in table.periods:
-        for row in period.rows:
-            if row.category == SEEN:
-                seen.setdefault(row.event, {})[period.start] = row.value
+        for group in period.groups:
+            if group.category == SEEN:
+                for event, value in zip(group.events, group.values, strict=True):
+                    seen.setdefault(event, {})[period.start] = value
             else:
-                values = counted.setdefault(row.category, {})
-                values[period.start] = values.get(period.start, 0) + row.value
+                values = counted.setdefault(group.category, {})
+                values[period.start] = values.get(period.start, 0) + sum(group.values)
     per = "per day" if table.period == "day" else "per month"
     series = [
         Series(

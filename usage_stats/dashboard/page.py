@@ -7,7 +7,7 @@ from html import escape
 from importlib import resources
 from urllib.parse import urlencode
 
-from ..tables.model import Period, Row
+from ..tables.model import Group, Period
 from .charts import render_chart
 from .model import View, chart_series
 
@@ -177,30 +177,35 @@ def _period(view: View, period: Period) -> str:
         badge = (
             '<span class="badge">today so far</span>' if view.period == "day" else '<span class="badge">so far</span>'
         )
-    rows = []
-    previous = None
-    for row in period.rows:
-        rows.append(_row(row, show_category=row.category != previous))
-        previous = row.category
+    rows = "".join(_rows(group) for group in period.groups)
     return (
         f'<article class="card period" data-start="{period.start.isoformat()}">'
         f"<h3>{escape(_heading(view.period, period.start))}{badge}</h3>"
         '<table><thead><tr><th scope="col">Category</th><th scope="col">Event</th>'
-        f'<th scope="col" class="num">Value</th></tr></thead><tbody>{"".join(rows)}</tbody></table></article>'
+        f'<th scope="col" class="num">Value</th></tr></thead><tbody>{rows}</tbody></table></article>'
     )
 
 
-def _row(row: Row, *, show_category: bool) -> str:
-    tag = _KIND_TAGS.get(row.kind)
-    tag_html = f' <span class="tag">{tag}</span>' if tag else ""
-    category = escape(row.category) if show_category else ""
-    css = ' class="group"' if show_category else ""
-    return (
-        f'<tr{css} data-category="{escape(row.category)}" data-event="{escape(row.event)}" data-kind="{row.kind}" '
-        f'data-value="{row.value!r}"><td class="cat">{category}</td>'
-        f'<td class="event">{escape(row.event)}{tag_html}</td>'
-        f'<td class="num">{format_value(row.value)}</td></tr>'
-    )
+def _rows(group: Group) -> str:
+    """The table rows of one category: the category's name shown on its first row only."""
+    category = escape(group.category)
+    out = []
+    first = True
+    for event, value, kind in zip(group.events, group.values, group.kinds, strict=True):
+        tag = _KIND_TAGS.get(kind)
+        tag_html = f' <span class="tag">{tag}</span>' if tag else ""
+        name = escape(event)
+        out.append(
+            f'<tr{_GROUP if first else ""} data-category="{category}" data-event="{name}" data-kind="{kind}" '
+            f'data-value="{value!r}"><td class="cat">{category if first else ""}</td>'
+            f'<td class="event">{name}{tag_html}</td>'
+            f'<td class="num">{format_value(value)}</td></tr>'
+        )
+        first = False
+    return "".join(out)
+
+
+_GROUP = ' class="group"'
 
 
 def error_page(status: int, title: str, message: str) -> str:
