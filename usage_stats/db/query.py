@@ -46,32 +46,15 @@ READ_SETTINGS = "SET LOCAL jit = off; SET LOCAL enable_sort = off"
 # a few wide rows instead of one per figure (the driver makes no record per figure). The events
 # travel as one text joined with `SEPARATOR`, which the client splits at C speed; a name that holds
 # the separator itself (a count that does not match) makes the reader ask again for text arrays
-# (`{names}` below). Python gives the periods, from `Calendar` (see `periodkeys`): the ones whose
-# rows are read as they are ($8, ending at $9), and the ones that rows not rolled up yet fall in
-# ($6, ending at $7), whose rows are summed per event, saturating at the bounds of bigint. Either
-# way PostgreSQL reads one period at a time along the primary key: a small group per period, never
-# a sort or a hash of the whole range (which the planner picks on a guess, and spills to disk).
+# (`{names}` below). Python gives the periods, from `Calendar` (see `periodkeys`): those of the
+# rows stored at the table's granularity ($6, ending at $7), read as they are, and those that rows
+# not rolled up yet fall in ($8, ending at $9), whose rows are summed per event (saturating at the
+# bounds of bigint, as roll-ups do) and sent apart: the reader adds the two (see `tables.build`).
+# Either way PostgreSQL reads one period at a time along the primary key: a small group per
+# period, never a sort or a hash of the whole range (which the planner picks on a guess, and
+# spills to disk).
 _COUNTS_PER_PERIOD = saturating("""
-WITH merged AS (
-    SELECT p, category, total, event, least(greatest(sum(value), {lo}), {hi})::bigint AS value
-    FROM (
-        SELECT k.start AS p, k.category, k.level = 4 AS total, k.event, k.value::numeric AS value
-        FROM unnest($6::timestamptz[], $7::timestamptz[]) AS b(p, stop), {s}.counts AS k
-        WHERE k.level = ANY($1::smallint[]) AND k.start >= b.p AND k.start < b.stop AND k.start >= $3 AND k.start < $4
-          AND ($5::text[] IS NULL OR k.category = ANY($5::text[]))
-        UNION ALL
-        SELECT b.p, f.category, false, f.event, f.value
-        FROM unnest($6::timestamptz[], $7::timestamptz[]) AS b(p, stop), LATERAL (
-            SELECT category, event, sum(value) AS value
-            FROM {s}.counts
-            WHERE level = ANY($2::smallint[]) AND start >= b.p AND start < b.stop AND start >= $3 AND start < $4
-              AND ($5::text[] IS NULL OR category = ANY($5::text[]))
-            GROUP BY 1, 2
-        ) AS f
-    ) AS u
-    GROUP BY 1, 2, 3, 4
-)
-SELECT g.* FROM unnest($1::smallint[]) AS l(level), unnest($8::timestamptz[], $9::timestamptz[]) AS b(p, stop),
+SELECT g.* FROM unnest($1::smallint[]) AS l(level), unnest($6::timestamptz[], $7::timestamptz[]) AS b(p, stop),
 LATERAL (
     SELECT start, category, l.level = 4, {names}, array_agg(value)
     FROM {s}.counts
@@ -80,8 +63,15 @@ LATERAL (
     GROUP BY start, category
 ) AS g
 UNION ALL
-SELECT p, category, total, {names}, array_agg(value)
-FROM merged GROUP BY 1, 2, 3
+SELECT b.p, f.category, false, {names}, array_agg(f.value)
+FROM unnest($8::timestamptz[], $9::timestamptz[]) AS b(p, stop), LATERAL (
+    SELECT category, event, least(greatest(sum(value), {lo}), {hi})::bigint AS value
+    FROM {s}.counts
+    WHERE level = ANY($2::smallint[]) AND start >= b.p AND start < b.stop AND start >= $3 AND start < $4
+      AND ($5::text[] IS NULL OR category = ANY($5::text[]))
+    GROUP BY 1, 2
+) AS f
+GROUP BY 1, 2
 """)
 
 # The first and last start of the rows of each level in [lo, hi): two probes of the primary key.
@@ -108,23 +98,21 @@ async def count_rows(
     hi: datetime,
     categories: Sequence[str] | None,
 ) -> list[PeriodCounts]:
-    """The counts of every period of `period` starting in [lo, hi): rows of `levels` as stored,
-    rows of `finer_levels` summed per period and event into them (call it inside one snapshot: it
-    reads twice). Each event appears once per period, category and kind."""
+    """The counts of every period of `period` starting in [lo, hi): rows of `levels` as stored, and
+    rows of `finer_levels` summed per period and event (call it inside one snapshot: it reads
+    twice). A period's event may thus come twice, as stored and as summed from finer rows."""
     s = quote_ident(schema)
     cats = list(categories) if categories is not None else None
     own, finer = [int(level) for level in levels], [int(level) for level in finer_levels]
     spans = await conn.fetch(_SPANS.format(s=s), own + finer, lo, hi)
     if period == "base":  # base periods are not days or months: one range, grouped by start
-        stored, merged = [lo], []
-        ends = [hi]
+        stored, ends, finer_starts, finer_ends = [lo], [hi], [], []
     else:
-        merged = period_starts(calendar, period, *_span(spans, finer))
-        skip = set(merged)
-        stored = [p for p in period_starts(calendar, period, *_span(spans, own)) if p not in skip]
+        stored = period_starts(calendar, period, *_span(spans, own))
         ends = [calendar.period_ceil(period, p + _INSTANT) for p in stored]
-    merged_ends = [calendar.period_ceil(period, p + _INSTANT) for p in merged]
-    args = (own, finer, lo, hi, cats, merged, merged_ends, stored, ends)
+        finer_starts = period_starts(calendar, period, *_span(spans, finer))
+        finer_ends = [calendar.period_ceil(period, p + _INSTANT) for p in finer_starts]
+    args = (own, finer, lo, hi, cats, stored, ends, finer_starts, finer_ends)
     records = await conn.fetch(_COUNTS_PER_PERIOD.format(s=s, names=_JOINED), *args)
     counts = [PeriodCounts(r[0], r[1], r[2], r[3].split(SEPARATOR), r[4]) for r in records]
     if any(len(c.events) != len(c.values) for c in counts):  # a name holds the separator

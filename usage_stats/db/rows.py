@@ -10,7 +10,8 @@ __all__ = ["LiveKeys", "MarkRow", "PeriodCounts", "Snapshot", "StoredDistinct"]
 
 class PeriodCounts(NamedTuple):
     """The count rows of one category in one period, as parallel columns in no particular order: every
-    row of one kind (each event once; rows not rolled up yet are summed into it already)."""
+    row of one kind, each event once (rows stored at the period's granularity, or the sums of rows
+    not rolled up yet: the same event may be in both)."""
 
     start: datetime
     category: str

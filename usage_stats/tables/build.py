@@ -86,12 +86,17 @@ def _group(category: str, parts: list[Part], minimum: float) -> Group:
     if len(parts) == 1:
         events, values, kind = parts[0]
         return sorted_group(category, events, values, kind, minimum=minimum)
-    events, values, kinds = [], [], []
+    # Stored rows and the sums of finer rows of one period (an event in both is summed), a category's
+    # total beside its counts, or distinct rows.
+    sums: dict[tuple[str, Kind], Any] = {}
     for more_events, more_values, more_kind in parts:
-        events += more_events
-        values += more_values
-        kinds += [more_kind] * len(more_values)
-    return sorted_group(category, events, values, kinds, minimum=minimum)
+        for event, value in zip(more_events, more_values, strict=True):
+            key = (event, more_kind)
+            seen = sums.get(key)
+            sums[key] = value if seen is None else seen + value
+    events = [event for event, _ in sums]
+    kinds: list[Kind] = [kind for _, kind in sums]
+    return sorted_group(category, events, list(sums.values()), kinds, minimum=minimum)
 
 
 def _averages(
