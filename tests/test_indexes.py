@@ -65,3 +65,38 @@ async def test_rollup_of_old_base_rows_uses_the_primary_key(db: asyncpg.Connecti
     text = await plan(db, sql, 1, NOW - timedelta(hours=46), 2, DAYS[-3:])
     assert "counts_pkey" in text
     assert "Seq Scan on counts" not in text
+
+
+async def test_a_table_read_goes_one_period_at_a_time_without_sorting(
+    make_stats: StatsFactory, db: asyncpg.Connection, schema: str
+) -> None:
+    # A service's rows with the default retention: 200 events in 5 categories, 8 days of day rows,
+    # 48 hours of hourly rows, 3 months of month rows, and category totals of 21 months before. Left
+    # to its guesses for one period's slice, the planner sorted the rows (through the collation) to
+    # group them; a table read turns sorts off for its own transaction.
+    async with make_stats():
+        pass  # creates the schema
+    s = quote_ident(schema)
+    await db.execute(
+        f"""INSERT INTO {s}.counts
+            SELECT 4, $1::timestamptz - make_interval(months => m), 'c' || c, '<all>', 1
+            FROM generate_series(4, 24) m, generate_series(1, 5) c;
+            INSERT INTO {s}.counts
+            SELECT 3, $1::timestamptz - make_interval(months => m), 'c' || e % 5, 'e' || e, 1
+            FROM generate_series(1, 3) m, generate_series(1, 200) e;
+            INSERT INTO {s}.counts
+            SELECT 2, $1::timestamptz - make_interval(days => d), 'c' || e % 5, 'e' || e, 1
+            FROM generate_series(2, 9) d, generate_series(1, 200) e;
+            INSERT INTO {s}.counts
+            SELECT 1, $1::timestamptz - make_interval(hours => h), 'c' || e % 5, 'e' || e, 1
+            FROM generate_series(1, 48) h, generate_series(1, 200) e;
+            ANALYZE {s}.counts""".replace("$1::timestamptz", f"'{NOW.isoformat()}'::timestamptz")
+    )
+    sql = query._COUNTS_PER_PERIOD.format(s=s, names=query._JOINED)
+    days, finer = DAYS[-10:-1], DAYS[-3:]  # 8 days as stored; the last two summed from hourly rows
+    async with db.transaction():
+        await db.execute(query.READ_SETTINGS)
+        text = await plan(db, sql, [2], [1], DAYS[-10], NOW, None, days[:-1], days[1:], finer[:-1], finer[1:])
+    assert "counts_pkey" in text
+    assert "Sort" not in text
+    assert "Seq Scan" not in text
