@@ -1,7 +1,8 @@
 """A loopback proxy that reads PostgreSQL's message framing and injects a fault at a chosen statement.
 
 A fault is armed for the next execution of a statement whose SQL contains a given text (a simple
-query such as `COMMIT`, or a prepared statement when it is bound), optionally only in a transaction
+query such as `COPY`, or a prepared statement when it is bound; `COMMIT` and `ROLLBACK` match only
+those commands, not a `CREATE TEMPORARY TABLE ... ON COMMIT DROP`), optionally only in a transaction
 that executed a statement containing another text before (`within`). Actions:
 
 - `cut_before`: close both connections instead of forwarding the statement (the server never gets it);
@@ -75,6 +76,12 @@ def _cstring(body: bytes, at: int) -> tuple[str, int]:
     return body[at:end].decode("utf-8", "replace"), end + 1
 
 
+def _matches(match: str, text: str) -> bool:
+    if match in ("commit", "rollback"):
+        return text.lstrip().startswith(match)
+    return match in text
+
+
 class WireProxy:
     """Forwards 127.0.0.1:`port` to the TCP server of `dsn` and injects armed faults."""
 
@@ -140,7 +147,7 @@ class WireProxy:
         text = sql.lower()
         with self._lock:
             for fault in self.faults:
-                if fault.match in text and (
+                if _matches(fault.match, text) and (
                     fault.within is None or any(fault.within in done for done in link.transaction)
                 ):
                     self.faults.remove(fault)

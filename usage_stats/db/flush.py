@@ -1,47 +1,64 @@
-"""Writing pending counts: one transaction of bulk, additive upserts (no statement per row)."""
+"""Writing pending counts: one transaction that copies the rows into temporary tables and merges
+them into the stored ones with one statement per table (no statement per row).
+
+Why this shape (measured in `benchmarks/flush.py`, see docs/performance.md): a binary `COPY` is the
+cheapest way to hand PostgreSQL many rows (unlike parameter arrays, which the driver checks element by
+element on the event loop), and the upsert that must follow for any keyed, additive store then runs
+once per table, inside the server. The temporary tables live in the flush's transaction only
+(`ON COMMIT DROP`), so a transaction-pooling proxy (pgbouncer) is no obstacle, and the role needs
+`TEMPORARY` on the database (PUBLIC has it by default). The rows are made slice by slice, giving the
+event loop a turn between slices (`flush_rows.py`), and sorted by the merging statements, so that
+concurrent flushes from many processes take their row locks in the same order (no deadlock).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 
 import asyncpg
 
-from ..bounds import BIGINT_MAX, BIGINT_MIN, saturate
+from ..anonymise import KeyEncoder
 from ..counters import Pending
 from ..delivery import Attempt, FlushId
-from ..kinds import SeenKind
-from ..periods import utc
-from ..sanitise import clean_name
 from . import ledger
+from .flush_rows import Numbered, count_records, key_records
 from .isolate import ExecuteRows, RowGuard, execute_rows
 from .migrations import LOCK_DAY_END, quote_ident
 from .salts import load_salts
 from .saturating import saturating
 
-__all__ = ["FlushResult", "KeyEncoder", "write_pending"]
+__all__ = ["FlushResult", "write_pending"]
 
 logger = logging.getLogger(__name__)
 
-# (day, kind, value, salt or None) -> the bytes stored as the distinct key
-KeyEncoder = Callable[[date, SeenKind, str, bytes | None], bytes]
+# Both in pg_temp, by name: no table of the app's search path can stand in for them.
+_CREATE_TEMP = """
+CREATE TEMPORARY TABLE flush_counts (n int, start timestamptz, category text, event text, value bigint)
+ON COMMIT DROP;
+CREATE TEMPORARY TABLE flush_keys (n int, day date, category text, key bytea) ON COMMIT DROP
+"""
+_COUNT_COLUMNS = ("n", "start", "category", "event", "value")
+_KEY_COLUMNS = ("n", "day", "category", "key")
 
-KEY_CHUNK = 10_000  # distinct keys per INSERT statement
-
-# Additive, saturating at the bounds of bigint (a stored sum that overflowed would fail every flush).
+# Rows $2 < n <= $3 of the copied counts, added to what is stored, saturating at the bounds of bigint
+# (a stored sum that overflowed would fail every flush); sorted, for the same lock order everywhere.
 _UPSERT_COUNTS = saturating("""
 INSERT INTO {s}.counts AS c (level, start, category, event, value)
-SELECT $1, k.start, k.category, k.event, k.value
-FROM unnest($2::timestamptz[], $3::text[], $4::text[], $5::bigint[]) AS k(start, category, event, value)
+SELECT $1, k.start, k.category, k.event, k.value FROM pg_temp.flush_counts AS k
+WHERE k.n > $2 AND k.n <= $3
+ORDER BY k.start, k.category, k.event
 ON CONFLICT (level, start, category, event)
 DO UPDATE SET value = least(greatest(c.value::numeric + excluded.value, {lo}), {hi})
 """)
 
+# Rows $1 < n <= $2 of the copied keys, each stored once (a key another process stored is skipped).
 _INSERT_KEYS = """
 INSERT INTO {s}.seen_keys (day, category, key)
-SELECT * FROM unnest($1::date[], $2::text[], $3::bytea[])
+SELECT k.day, k.category, k.key FROM pg_temp.flush_keys AS k
+WHERE k.n > $1 AND k.n <= $2
+ORDER BY k.day, k.category, k.key
 ON CONFLICT DO NOTHING
 """
 
@@ -82,8 +99,7 @@ async def write_pending(
     """
     s = quote_ident(schema)
     execute: ExecuteRows = execute_rows if guard is None else guard
-    counts = _count_arrays(pending)
-    days = [d for d, seen in pending.seen.items() if any(seen.values())]
+    days = sorted(d for d, seen in pending.seen.items() if any(seen.values()))
     if salts is not None:
         await load_salts(conn, schema, days, salts)
     async with conn.transaction():
@@ -102,53 +118,21 @@ async def write_pending(
                 "(they arrived too late to be counted)",
                 dropped,
             )
-        keys = 0
-        for chunk in _key_chunks(pending, live_days, encode, salts):
-            await execute(conn, _INSERT_KEYS.format(s=s), (), chunk, what="distinct key")
-            keys += len(chunk[0])
-        if counts[0]:
-            await execute(conn, _UPSERT_COUNTS.format(s=s), (level,), counts, what="count row")
+        await conn.execute(_CREATE_TEMP)
+        counted, keyed = Numbered(), Numbered()
+        await conn.copy_records_to_table(
+            "flush_counts", records=count_records(pending, counted), columns=_COUNT_COLUMNS, schema_name="pg_temp"
+        )
+        await conn.copy_records_to_table(
+            "flush_keys",
+            records=key_records(pending, live_days, encode.encode_all, salts, keyed),
+            columns=_KEY_COLUMNS,
+            schema_name="pg_temp",
+        )
+        if keyed.rows:
+            await execute(conn, _INSERT_KEYS.format(s=s), (), keyed.rows, what="distinct key")
+        if counted.rows:
+            await execute(conn, _UPSERT_COUNTS.format(s=s), (level,), counted.rows, what="count row")
         attempt.committing = True  # all that is left is COMMIT: a failure from here leaves the outcome unknown
     attempt.committed = True
-    return FlushResult(len(counts[0]), keys)
-
-
-def _count_arrays(pending: Pending) -> tuple[list[object], list[str], list[str], list[int]]:
-    merged: dict[tuple[int, str, str], int] = {}
-    for start, counts in pending.counts.items():
-        for (category, event), n in counts.items():
-            if n:
-                key = (start, clean_name(category), clean_name(event))
-                merged[key] = merged.get(key, 0) + n
-    # Sorted, so that concurrent flushes from several processes lock rows in the same order.
-    ordered = sorted(merged.items())
-    values = [n for _, n in ordered]
-    if values and (min(values) < BIGINT_MIN or max(values) > BIGINT_MAX):
-        logger.warning(
-            "usage_stats: %d count(s) summed beyond the 64-bit range in memory; stored at the range's bound",
-            sum(1 for n in values if saturate(n) != n),
-        )
-        values = [saturate(n) for n in values]
-    return (
-        [utc(k[0]) for k, _ in ordered],
-        [k[1] for k, _ in ordered],
-        [k[2] for k, _ in ordered],
-        values,
-    )
-
-
-def _key_chunks(
-    pending: Pending, days: list[date], encode: KeyEncoder, salts: dict[date, bytes] | None
-) -> Iterator[tuple[list[date], list[str], list[bytes]]]:
-    """The distinct keys to insert, encoded chunk by chunk (a day with a million visitors is neither
-    copied whole nor hashed in one go on the event loop), in the same order in every process (day,
-    category, value before encoding) so that concurrent flushes lock index entries alike."""
-    for day in sorted(days):
-        salt = None if salts is None else salts[day]
-        groups = sorted(pending.seen[day].items(), key=lambda item: (clean_name(item[0][1]), item[0][0]))
-        for (kind, category), values in groups:
-            name = clean_name(category)
-            ordered = sorted(values)
-            for i in range(0, len(ordered), KEY_CHUNK):
-                part = ordered[i : i + KEY_CHUNK]
-                yield [day] * len(part), [name] * len(part), [encode(day, kind, value, salt) for value in part]
+    return FlushResult(counted.rows, keyed.rows)

@@ -4,7 +4,7 @@ and everything else in the flush is stored.
 A data error (a value out of range, a violated constraint, a row over a size limit) is the database
 refusing a row: the same flush tried again would fail the same way, for ever. After one, the flush
 is tried once more, in one transaction again, with each statement that writes rows run under a
-savepoint and split in halves until the refused rows are found. Only those are dropped, and the log
+savepoint and its range of rows split in halves until the refused rows are found. Only those are dropped, and the log
 says how many and why (error class and SQLSTATE, never a value). Errors that are not about the data
 (a lost connection, a timeout, a deadlock) are not caught here: the flush fails as a whole and its
 counts wait for the next one.
@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import asyncpg
 
@@ -35,18 +35,17 @@ T = TypeVar("T")
 
 
 class ExecuteRows(Protocol):
-    """Runs `sql` with the parameters `head` followed by `columns`, parallel arrays of one row each."""
+    """Runs `sql` with the parameters `head` followed by the bounds of a range of rows, `lo` and `hi`:
+    the statement writes the rows numbered `lo < n <= hi`, of `rows` numbered from 1."""
 
     def __call__(
-        self, conn: asyncpg.Connection, sql: str, head: Sequence[object], columns: Sequence[list[Any]], *, what: str
+        self, conn: asyncpg.Connection, sql: str, head: Sequence[object], rows: int, *, what: str
     ) -> Awaitable[None]: ...
 
 
-async def execute_rows(
-    conn: asyncpg.Connection, sql: str, head: Sequence[object], columns: Sequence[list[Any]], *, what: str
-) -> None:
+async def execute_rows(conn: asyncpg.Connection, sql: str, head: Sequence[object], rows: int, *, what: str) -> None:
     """The plain way: one statement for all the rows."""
-    await conn.execute(sql, *head, *columns)
+    await conn.execute(sql, *head, 0, rows)
 
 
 class RowGuard:
@@ -61,35 +60,28 @@ class RowGuard:
         self._immediate = False
 
     async def __call__(
-        self, conn: asyncpg.Connection, sql: str, head: Sequence[object], columns: Sequence[list[Any]], *, what: str
+        self, conn: asyncpg.Connection, sql: str, head: Sequence[object], rows: int, *, what: str
     ) -> None:
         if not self._immediate:  # a deferred constraint would otherwise fail only at COMMIT, for all rows
             await conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
             self._immediate = True
-        if columns and columns[0]:
-            await self._bisect(conn, sql, head, columns, 0, len(columns[0]), what)
+        if rows:
+            await self._bisect(conn, sql, head, 0, rows, what)
 
     async def _bisect(
-        self,
-        conn: asyncpg.Connection,
-        sql: str,
-        head: Sequence[object],
-        columns: Sequence[list[Any]],
-        lo: int,
-        hi: int,
-        what: str,
+        self, conn: asyncpg.Connection, sql: str, head: Sequence[object], lo: int, hi: int, what: str
     ) -> None:
         try:
             async with conn.transaction():  # a savepoint: a refused statement undoes only itself
-                await conn.execute(sql, *head, *[column[lo:hi] for column in columns])
+                await conn.execute(sql, *head, lo, hi)
             return
         except DATA_ERRORS as exc:
             if hi - lo == 1:
                 self.refused[(what, reason(exc))] += 1
                 return
         mid = (lo + hi) // 2
-        await self._bisect(conn, sql, head, columns, lo, mid, what)
-        await self._bisect(conn, sql, head, columns, mid, hi, what)
+        await self._bisect(conn, sql, head, lo, mid, what)
+        await self._bisect(conn, sql, head, mid, hi, what)
 
     @property
     def dropped(self) -> int:
