@@ -1,5 +1,5 @@
-"""Benchmarks 4, 5 and 7: flush, maintenance and database load, each against a hand-written baseline
-on the same server in the same run (6, the tables, is `tables.py`).
+"""Benchmarks 5 and 7: maintenance and database load, each against a hand-written baseline on the
+same server in the same run (4, the flush, is `flush.py`; 6, the tables, is `tables.py`).
 
 They use the server of `USAGE_STATS_TEST_DSN` (else `USAGE_STATS_DSN`, else the embedded one), each in
 a schema of its own that is dropped afterwards.
@@ -55,64 +55,6 @@ async def _timed(fn: Callable[[], Awaitable[object]]) -> float:
 def _stats(dsn: str, schema: str, at: datetime, **overrides: Any) -> UsageStats:
     config = UsageConfig(dsn=dsn, schema=schema, flush_interval=timedelta(hours=1), **overrides)
     return UsageStats(config, clock=Clock(at))
-
-
-# -- 4. flush --------------------------------------------------------------------------------------
-
-
-async def _flush_once(dsn: str, schema: str, n: int) -> tuple[float, float]:
-    """(library flush seconds, bare COPY seconds) for n counter keys and n visitor keys."""
-    at = datetime(2026, 3, 10, 12, 30, tzinfo=UTC)
-    conn = await asyncpg.connect(dsn)
-    try:
-        async with _stats(dsn, schema, at, max_keys_per_period=2 * n) as stats:
-            await conn.execute(f'TRUNCATE "{schema}".counts, "{schema}".seen_keys')
-            for i in range(n):
-                stats.count(f"/event/{i}", "page")
-            for i in range(n):
-                stats.seen_visitor(f"{10 + i // 65536}.{i // 256 % 256}.{i % 256}.7")
-            flush = await _timed(stats.flush)
-        # The same rows, prepared in advance, copied into unlogged tables without indexes.
-        await conn.execute(
-            f"""CREATE UNLOGGED TABLE "{schema}".copy_counts
-                    (level smallint, start timestamptz, category text, event text, value bigint);
-                CREATE UNLOGGED TABLE "{schema}".copy_keys (day date, category text, key bytea)"""
-        )
-        counts = [(1, at, "page", f"/event/{i}", 1) for i in range(n)]
-        keys = [(DAY, "visitor", uuid.uuid4().bytes) for _ in range(n)]
-
-        async def copy() -> None:
-            async with conn.transaction():
-                await conn.copy_records_to_table("copy_counts", records=counts, schema_name=schema)
-                await conn.copy_records_to_table("copy_keys", records=keys, schema_name=schema)
-
-        bare = await _timed(copy)
-        await conn.execute(f'DROP TABLE "{schema}".copy_counts, "{schema}".copy_keys')
-    finally:
-        await conn.close()
-    return flush, bare
-
-
-async def flush_bench(dsn: str, schema: str, quick: bool) -> Section:
-    n, rounds = (20_000, 1) if quick else (100_000, 3)
-    section = Section(
-        "4. Flush",
-        f"One flush of {n:,} distinct counter keys and {n:,} distinct visitor keys (hashed scheme) against a "
-        f"bare COPY of the same number of rows into unlogged tables without indexes; median of {rounds}.",
-    )
-    runs = [await _flush_once(dsn, schema, n) for _ in range(rounds)]
-    flush = statistics.median(r[0] for r in runs)
-    bare = statistics.median(r[1] for r in runs)
-    rows = 2 * n
-    section.row("bare COPY", f"{bare:.3f} s ({rows / bare:,.0f} rows/s)", "1.00")
-    section.row(
-        "usage_stats flush()",
-        f"{flush:.3f} s ({rows / flush:,.0f} rows/s)",
-        f"{flush / bare:.2f}x COPY",
-        "≤ 3x",
-        flush <= 3 * bare,
-    )
-    return section
 
 
 # -- 5. maintenance --------------------------------------------------------------------------------
@@ -310,7 +252,7 @@ async def _all(quick: bool) -> list[Section]:
     dsn, server = await _dsn()
     sections = []
     try:
-        for bench in (flush_bench, maintenance_bench, load_bench):
+        for bench in (maintenance_bench, load_bench):
             schema = "bench_" + uuid.uuid4().hex[:10]
             try:
                 sections.append(await bench(dsn, schema, quick))

@@ -54,13 +54,12 @@ async def count_records(pending: Pending, numbered: Numbered) -> AsyncIterator[C
     """The count rows of `pending`, one per (period start, category, event) after cleaning the names
     (names that clean alike are summed), each sum saturated at the bounds of bigint."""
     merged: dict[tuple[int, str, str], int] = {}
-    for start, counts in pending.counts.items():
-        items = iter(list(counts.items()))
+    for start, counts in list(pending.counts.items()):
+        items = iter(counts.items())  # not copied: nothing changes a taken batch while it is written
         while part := list(islice(items, SLICE)):
             _merge(merged, start, part)
             await checkpoint()
-    rows = iter(list(merged.items()))
-    del merged
+    rows = iter(merged.items())
     starts: dict[int, datetime] = {}
     saturated = 0
     n = numbered.rows
@@ -104,7 +103,7 @@ async def key_records(
         salt = None if salts is None else salts[day]
         for (kind, category), values in list(pending.seen[day].items()):
             name = _clean(category)
-            items = iter(list(values))
+            items = iter(values)
             while part := list(islice(items, SLICE)):
                 for key in encode(day, kind, part, salt):
                     n += 1
