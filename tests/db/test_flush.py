@@ -17,7 +17,7 @@ from anyio.lowlevel import checkpoint
 
 from usage_stats import UsageConfig
 from usage_stats.anonymise import KeyEncoder
-from usage_stats.counters import CountKey, Pending
+from usage_stats.counters import CountKey, Pending, SeenKey
 from usage_stats.db.levels import Level
 from usage_stats.db.store import Store
 from usage_stats.delivery import Attempt, Batch, FlushId
@@ -144,7 +144,7 @@ async def test_concurrent_flushes_of_the_same_keys_in_any_order_never_deadlock(
                 values = [f"user-{i}" for i in range(n)]
                 rng.shuffle(keys)
                 rng.shuffle(values)
-                seen = {DAY: {(VISITOR, "visitor"): set(values)}}
+                seen: dict[date, dict[SeenKey, set[str]]] = {DAY: {(VISITOR, "visitor"): set(values)}}
                 pending = Pending({START + r * 3600: dict.fromkeys(keys, 1)}, seen)
                 await store.write_flush(
                     Batch(FlushId(uuid.uuid4(), seq), pending),
