@@ -66,6 +66,9 @@ async def test_a_lost_commit_reply_stores_the_flush_once(
 
 POINTS = [
     ("pg_advisory_xact_lock_shared", "kill_before"),  # before anything is written
+    ("CREATE TEMPORARY", "kill_before"),  # the flush's temporary tables
+    ('COPY "pg_temp"."flush_counts"', "cut_after"),  # the copy of the counts begun, its answer lost
+    ('COPY "pg_temp"."flush_keys"', "kill_before"),  # the counts copied, the keys not yet
     ("seen_keys", "kill_before"),  # during the writes
     ("counts AS c", "kill_before"),
     ("counts AS c", "cut_before"),

@@ -43,6 +43,7 @@ FAULTS: list[tuple[str, str, str | None]] = [  # the ambiguous ones first: hypot
     ("pg_advisory_xact_lock_shared", "kill_before", None),  # before anything is written
     ("COMMIT", "cut_after", LOCK),  # the first COMMIT of a flush: its salt's when it makes one
     (REFUSED, "data_error", None),  # a count that a CHECK constraint refuses: dropped, the rest stored
+    ("COPY", "kill_before", LOCK),  # while the rows are copied into the flush's temporary tables
 ]
 
 Step = tuple[Any, ...]

@@ -15,13 +15,13 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 import asyncpg
 
 from ..errors import StoreUnavailableError
 
-__all__ = ["DATA_ERRORS", "ExecuteRows", "RowGuard", "execute_rows", "reason", "write_isolating"]
+__all__ = ["DATA_ERRORS", "RowGuard", "reason", "write_isolating"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,25 +34,13 @@ DATA_ERRORS: tuple[type[Exception], ...] = (
 T = TypeVar("T")
 
 
-class ExecuteRows(Protocol):
-    """Runs `sql` with the parameters `head` followed by the bounds of a range of rows, `lo` and `hi`:
-    the statement writes the rows numbered `lo < n <= hi`, of `rows` numbered from 1."""
-
-    def __call__(
-        self, conn: asyncpg.Connection, sql: str, head: Sequence[object], rows: int, *, what: str
-    ) -> Awaitable[None]: ...
-
-
-async def execute_rows(conn: asyncpg.Connection, sql: str, head: Sequence[object], rows: int, *, what: str) -> None:
-    """The plain way: one statement for all the rows."""
-    await conn.execute(sql, *head, 0, rows)
-
-
 class RowGuard:
-    """An `ExecuteRows` that drops the rows the database refuses instead of failing the statement.
+    """Runs a statement that writes a range of rows, `sql` with the parameters `head` then `lo` and
+    `hi` (the rows numbered `lo < n <= hi`, of `rows` numbered from 1), dropping the rows that the
+    database refuses instead of failing the statement.
 
     Use one per transaction, then `report()`. A statement whose rows are all accepted costs one
-    savepoint more than `execute_rows`; each refused row costs about two statements per halving.
+    savepoint more than running it on all rows; each refused row costs about two statements per halving.
     """
 
     def __init__(self) -> None:
