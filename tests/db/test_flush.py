@@ -101,7 +101,7 @@ async def test_a_large_flush_gives_the_event_loop_a_turn_between_slices(
     assert (result.count_rows, result.keys) == (n, n)
     assert taken.n >= 2 * n  # everything was read
     longest = max(b - a for a, b in itertools.pairwise(steps))
-    assert longest <= 5_000, longest  # 2,000 (one slice); was 20,000: the whole batch in one go
+    assert longest <= 5_000, longest  # 1,000 (one slice); was 20,000: the whole batch in one go
     assert await db.fetchval(f'SELECT sum(value) FROM "{schema}".counts') == sum(1 + i % 3 for i in range(n))
     assert await db.fetchval(f'SELECT count(*) FROM "{schema}".seen_keys') == n
 

@@ -3,7 +3,7 @@
 Names are cleaned and counts merged and saturated (`count_records`), distinct keys encoded with the
 day's salt (`key_records`), at most `SLICE` rows at a time; between two slices the generators give
 the event loop a turn, so the requests served beside a flush of any size wait at most for one slice
-(about a millisecond). Rows come numbered from 1 in the order they are made: a statement can then
+(a millisecond or two). Rows come numbered from 1 in the order they are made: a statement can then
 take a range of them (`isolate.py` halves ranges to find a row that the database refuses). The order
 of the rows is not the lock order: the statements that store them sort them (see `flush.py`).
 """
@@ -11,9 +11,9 @@ of the rows is not the lock order: the statements that store them sort them (see
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import date, datetime
-from itertools import islice
+from itertools import chain, islice
 
 from anyio.lowlevel import checkpoint
 
@@ -27,7 +27,7 @@ __all__ = ["SLICE", "CountRecord", "KeyRecord", "Numbered", "count_records", "ke
 
 logger = logging.getLogger(__name__)
 
-SLICE = 2_000  # rows made between two turns of the event loop
+SLICE = 1_000  # rows made between two turns of the event loop
 
 # (day, kind, values, salt or None) -> the bytes stored for each value, in order
 EncodeAll = Callable[[date, SeenKind, Sequence[str], "bytes | None"], list[bytes]]
@@ -50,47 +50,66 @@ def _clean(name: str) -> str:
     return clean_name(name)
 
 
+class _Renamed:
+    """The rows of one period whose names cleaning changes: their keys, and their counts summed by
+    their cleaned names (a row whose cleaned name is another row's is added to that row)."""
+
+    def __init__(self) -> None:
+        self.dirty: set[CountKey] = set()
+        self.sums: dict[CountKey, int] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self.dirty)
+
+
+async def _renamed(counts: dict[CountKey, int]) -> _Renamed:
+    found = _Renamed()
+    clean: dict[str, bool] = {}  # category -> whether it needs no cleaning
+    items = iter(counts.items())
+    while part := list(islice(items, SLICE)):
+        for (category, event), value in part:
+            ok = clean.get(category)
+            if ok is None:
+                ok = clean[category] = _clean(category) is category
+            if not ok or _clean(event) is not event:
+                found.dirty.add((category, event))
+                key = (_clean(category), _clean(event))
+                found.sums[key] = found.sums.get(key, 0) + value
+        await checkpoint()
+    return found
+
+
 async def count_records(pending: Pending, numbered: Numbered) -> AsyncIterator[CountRecord]:
     """The count rows of `pending`, one per (period start, category, event) after cleaning the names
-    (names that clean alike are summed), each sum saturated at the bounds of bigint."""
-    merged: dict[tuple[int, str, str], int] = {}
-    for start, counts in list(pending.counts.items()):
-        items = iter(counts.items())  # not copied: nothing changes a taken batch while it is written
-        while part := list(islice(items, SLICE)):
-            _merge(merged, start, part)
-            await checkpoint()
-    rows = iter(merged.items())
-    starts: dict[int, datetime] = {}
+    (names that clean alike are summed), each sum saturated at the bounds of bigint.
+
+    Names almost always need no cleaning: those rows go out as they are, without building a second
+    dict of every row (which would cost time, and make the garbage collector hold the loop)."""
     saturated = 0
-    n = numbered.rows
-    while made := list(islice(rows, SLICE)):
-        for (start, category, event), value in made:
-            if not BIGINT_MIN <= value <= BIGINT_MAX:
-                value = BIGINT_MAX if value > 0 else BIGINT_MIN
-                saturated += 1
-            at = starts.get(start)
-            if at is None:
-                at = starts[start] = utc(start)
-            n += 1
-            numbered.rows = n
-            yield n, at, category, event, value
-        await checkpoint()
+    for start, counts in list(pending.counts.items()):
+        at = utc(start)
+        renamed = await _renamed(counts)
+        rows: Iterator[tuple[CountKey, int]] = iter(counts.items())  # a taken batch does not change
+        if renamed:
+            rows = chain(
+                ((k, v + renamed.sums.pop(k, 0)) for k, v in rows if k not in renamed.dirty),
+                renamed.sums.items(),  # what is left of it once the loop above has run
+            )
+        while part := list(islice(rows, SLICE)):
+            for (category, event), value in part:
+                if not value:
+                    continue
+                if not BIGINT_MIN <= value <= BIGINT_MAX:
+                    value = BIGINT_MAX if value > 0 else BIGINT_MIN
+                    saturated += 1
+                numbered.rows += 1
+                yield numbered.rows, at, category, event, value
+            await checkpoint()
     if saturated:
         logger.warning(
             "usage_stats: %d count(s) summed beyond the 64-bit range in memory; stored at the range's bound",
             saturated,
         )
-
-
-def _merge(merged: dict[tuple[int, str, str], int], start: int, part: list[tuple[CountKey, int]]) -> None:
-    names: dict[str, str] = {}
-    for (category, event), value in part:
-        if value:
-            c = names.get(category)
-            if c is None:
-                c = names[category] = _clean(category)
-            key = (start, c, _clean(event))
-            merged[key] = merged.get(key, 0) + value
 
 
 async def key_records(
