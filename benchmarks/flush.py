@@ -290,6 +290,39 @@ async def stalls(dsn: str, schemas: tuple[str, str], sizes: tuple[int, ...], rou
     )
 
 
+# -- rows the database refuses ---------------------------------------------------------------------
+
+
+async def refusals(dsn: str, schema: str, n: int, rounds: int, section: Section) -> None:
+    """A flush of n count rows and n keys with 0, 1, 10 or 100 rows that a CHECK constraint refuses:
+    the flush is tried again with the refused rows found by halving (`isolate.py`)."""
+    conn = await asyncpg.connect(dsn)
+    times: dict[int, list[float]] = {}
+    try:
+        async with _stats(usage_stats, dsn, schema, n) as stats:
+            await conn.execute(f"ALTER TABLE \"{schema}\".counts ADD CONSTRAINT refuse CHECK (event NOT LIKE 'bad%')")
+            try:
+                for r in range(rounds):
+                    for bad in (0, 1, 10, 100):
+                        await conn.execute(f'TRUNCATE "{schema}".counts, "{schema}".seen_keys')
+                        _record(stats, n, 300 + r * 4 + bad % 7)
+                        for i in range(bad):
+                            stats.count(f"bad{i}", "page")
+                        times.setdefault(bad, []).append(await _timed(stats.flush))
+            finally:
+                await conn.execute(f'ALTER TABLE "{schema}".counts DROP CONSTRAINT refuse')
+    finally:
+        await conn.close()
+    clean = statistics.median(times[0])
+    for bad in (1, 10, 100):
+        t = statistics.median(times[bad])
+        section.row(
+            f"flush of {n:,} + {n:,} keys with {bad} refused count row(s), vs none refused",
+            f"{t:.3f} s / {clean:.3f} s",
+            f"{t / clean:.1f}x",
+        )
+
+
 # -- requests beside flushes -----------------------------------------------------------------------
 
 
@@ -408,6 +441,7 @@ async def _all(quick: bool) -> Section:
     try:
         await speed(dsn, schemas, n, rounds, section)
         await stalls(dsn, schemas, sizes, rounds, section)
+        await refusals(dsn, schemas[0], 10_000, 1 if quick else 3, section)
         await requests(dsn, schemas, n // 2, 2.0 if quick else 4.0, 1 if quick else 3, section)
     finally:
         conn = await asyncpg.connect(dsn)
