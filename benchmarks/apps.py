@@ -16,21 +16,31 @@ from starlette.routing import Route
 
 from usage_stats import UsageConfig, UsageMiddleware, UsageStats
 
+from . import baseline
+
 ROUTES = 20
 ADDRESSES = 1_000
 USERS = 100
 SIGNED_IN_SHARE = 0.2  # one request in five comes from a signed-in user
 
-VARIANTS = ("none", "noop", "usage_stats", "starlette_exporter", "prometheus_instrumentator", "opentelemetry")
 PEERS = ("starlette_exporter", "prometheus_instrumentator", "opentelemetry")
+VARIANTS = ("none", "noop", "usage_stats", *PEERS)
+OURS = ("usage_stats", "usage_stats_before")  # the recorder's `pending` is read at the end of each timed batch
 LABELS = {
     "none": "no middleware",
     "noop": "no-op ASGI middleware (wraps send)",
     "usage_stats": "usage_stats",
+    "usage_stats_before": f"usage_stats before ({baseline.BASELINE[:7]})",
     "starlette_exporter": "starlette-exporter",
     "prometheus_instrumentator": "prometheus-fastapi-instrumentator",
     "opentelemetry": "OpenTelemetry ASGI",
 }
+
+
+def variants() -> tuple[str, ...]:
+    """The compared variants: the package before the current work only when git can give it."""
+    before = ("usage_stats_before",) if baseline.load() is not None else ()
+    return ("none", "noop", "usage_stats", *before, *PEERS)
 
 
 class NoopMiddleware:
@@ -86,6 +96,14 @@ def make_stats(**overrides: Any) -> UsageStats:
     return UsageStats(UsageConfig(dsn="postgresql://127.0.0.1:9/unused", schema="bench", **overrides))
 
 
+def make_stats_before(**overrides: Any) -> Any:
+    """`make_stats` of the package before the current work (`benchmarks.baseline`)."""
+    before = baseline.load()
+    if before is None:
+        raise RuntimeError("the baseline package is not available (no git history)")
+    return before.UsageStats(before.UsageConfig(dsn="postgresql://127.0.0.1:9/unused", schema="bench", **overrides))
+
+
 _OTEL_PROVIDERS: tuple[Any, Any] | None = None
 
 
@@ -100,9 +118,9 @@ def _otel_providers() -> tuple[Any, Any]:
     return _OTEL_PROVIDERS
 
 
-def build(kind: str, variant: str, **stats_overrides: Any) -> tuple[Any, UsageStats | None]:
+def build(kind: str, variant: str, **stats_overrides: Any) -> tuple[Any, Any]:
     """The app of `kind` ("starlette" or "fastapi") with the `variant` middleware; returns the outer
-    ASGI callable (middleware stack built) and the recorder for the usage_stats variant."""
+    ASGI callable (middleware stack built) and the `UsageStats` of the usage_stats variants."""
     app = starlette_app() if kind == "starlette" else fastapi_app()
     stats = None
     if variant == "noop":
@@ -110,6 +128,9 @@ def build(kind: str, variant: str, **stats_overrides: Any) -> tuple[Any, UsageSt
     elif variant == "usage_stats":
         stats = make_stats(**stats_overrides)
         app.add_middleware(UsageMiddleware, stats=stats)
+    elif variant == "usage_stats_before":
+        stats = make_stats_before(**stats_overrides)
+        app.add_middleware(baseline.load().UsageMiddleware, stats=stats)  # type: ignore[union-attr]
     elif variant == "starlette_exporter":
         from starlette_exporter import PrometheusMiddleware
 

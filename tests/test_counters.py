@@ -122,8 +122,13 @@ def test_other_threads_queue_and_the_owner_applies_with_their_time() -> None:
         t.start()
     for t in threads:
         t.join()
-    assert not c.peek()  # not applied yet: only the owner updates the dicts
+    read_elsewhere: list[bool] = []
+    reader = threading.Thread(target=lambda: read_elsewhere.append(bool(c.peek())))
+    reader.start()
+    reader.join()
+    assert read_elsewhere == [False]  # another thread's read applies nothing: only the owner updates the dicts
     now.t += 5 * HOUR  # applied later, still filed under the hour they happened in
+    assert c.peek().counts == {int(T0): {("page", "/sync"): 4000}}  # the owner's read applies them
     p = c.take()
     assert p.counts == {int(T0): {("page", "/sync"): 4000}}
     assert p.seen == {date(2026, 3, 10): {("u", "user"): {"carol"}}}

@@ -43,17 +43,38 @@ class AddressCutter:
     def __init__(self, v4_bits: int, v6_bits: int) -> None:
         self.v4_bits = v4_bits
         self.v6_bits = v6_bits
-        self._cache: BoundedCache[str, str | None] = BoundedCache(_CACHE_LIMIT)
+        self._cache = _Networks(self)
 
     def __call__(self, address: str) -> str | None:
-        cache = self._cache
         try:
-            return cache[address]
-        except KeyError:
-            pass
+            return self._cache[address]
+        except TypeError:  # unhashable: not an address
+            return None
+
+    def cut_all(self, addresses: set[str]) -> set[str]:
+        """The networks of `addresses` (those that are no address left out); cache hits cost no Python."""
+        networks: set[str | None] = set(map(self._cache.__getitem__, addresses))
+        networks.discard(None)
+        return networks  # type: ignore[return-value]
+
+    def cut(self, address: object) -> str | None:
+        """`cut_address`, for anything: None unless `address` is a string short enough to be one."""
         if not isinstance(address, str) or len(address) > 64:
             return None
-        return cache.put(address, cut_address(address, self.v4_bits, self.v6_bits))
+        return cut_address(address, self.v4_bits, self.v6_bits)
+
+
+class _Networks(BoundedCache[str, "str | None"]):
+    """Address -> network, computed on a miss (`__missing__`), so a lookup of a known address is a dict lookup."""
+
+    __slots__ = ("cutter",)
+
+    def __init__(self, cutter: AddressCutter) -> None:
+        super().__init__(_CACHE_LIMIT)
+        self.cutter = cutter
+
+    def __missing__(self, address: str) -> str | None:
+        return self.put(address, self.cutter.cut(address))
 
 
 def keyed_hash(salt: bytes, kind: SeenKind, value: str) -> bytes:

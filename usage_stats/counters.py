@@ -4,9 +4,19 @@ Counts are filed under the base period in which they happen and distinct keys un
 The flusher takes everything with `take()` (a swap, not a copy) and, if the save fails, gives
 it back with `restore()`, so nothing recorded is ever dropped.
 
+Requests come through a `Slot`: one per (count key, status key, user or visitor) that the middleware
+has seen. Once a request has filed a slot's count key and status key in a base period (in order,
+through the key cap), the slot is *admitted* to that period, and its next requests there only append
+their user ID or client address to the slot's list: one time check and one append. The list is
+folded into the counts (its length, twice) and the day's key sets (a set union; addresses cut to
+their network through a cache) when it is full, when a request falls in another period, and on
+every read (`settle`, `peek`, `take`, `drain`). Only keys already counted in the period ride a
+slot, so folding late never changes which new keys the cap sends to `<other>`: what is pending is
+exactly what counting each request at once would give. `take()` and `restore()` un-admit every slot.
+
 Only the owner thread (the event loop's) updates the dicts. Calls from other threads, such as
 FastAPI's sync endpoints running in a thread pool, are queued on a deque (its append is atomic)
-and applied by the owner before each flush, with the time they happened.
+and applied by the owner before each read, with the time they happened.
 """
 
 from __future__ import annotations
@@ -17,10 +27,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
+from .anonymise import AddressCutter
 from .kinds import COUNT, EntryKind, SeenKind
 from .periods import Calendar
 
-__all__ = ["OTHER", "STATUS", "Bucket", "CountKey", "Counters", "Pending", "SeenKey"]
+__all__ = ["FOLD_AT", "MAX_SLOTS", "OTHER", "STATUS", "Bucket", "CountKey", "Counters", "Pending", "SeenKey", "Slot"]
 
 _get_ident = threading.get_ident
 
@@ -44,6 +55,29 @@ class Bucket:
 
 
 _EMPTY = Bucket(0, 0, date.min, {}, {})
+
+FOLD_AT = 1024  # a slot's list is folded when it holds this many requests
+MAX_SLOTS = 256  # slots admitted at once (a flush un-admits them): at most FOLD_AT * MAX_SLOTS requests held
+
+
+class Slot:
+    """The requests of one (count key, status key, user or visitor), as `Counters.slot` made it.
+
+    `values` holds one user ID or client address (None: no visitor) per request not folded yet, all
+    in the base period [start, end) of local day `day` to which the slot is admitted (none: start = end).
+    """
+
+    __slots__ = ("addresses", "day", "end", "key", "seen", "start", "status", "values")
+
+    def __init__(self, key: CountKey, status: CountKey, seen: SeenKey, addresses: bool) -> None:
+        self.key = key
+        self.status = status
+        self.seen = seen
+        self.addresses = addresses  # values are client addresses, cut to their network when folded
+        self.values: list[str | None] = []
+        self.start = 0
+        self.end = 0
+        self.day = date.min
 
 
 @dataclass
@@ -89,8 +123,10 @@ class Counters:
         max_keys_per_period: int,
         key_pressure: int = 200_000,
         on_pressure: Callable[[], None] | None = None,
+        cut: AddressCutter | None = None,
     ) -> None:
         self.calendar = calendar
+        self.cut = cut if cut is not None else AddressCutter(24, 48)
         self.now = now
         self.max_keys = max_keys_per_period
         self.key_pressure = key_pressure
@@ -100,6 +136,7 @@ class Counters:
         self._bucket = _EMPTY
         self._new_keys = 0
         self._inbox: deque[tuple[float, EntryKind, str, str, int]] = deque()
+        self._admitted: list[Slot] = []
 
     def bucket(self, ts: float) -> Bucket:
         """The bucket of the base period holding `ts`."""
@@ -142,18 +179,100 @@ class Counters:
 
     def request(self, key: CountKey, status: CountKey, seen: SeenKey | None, value: str | None) -> None:
         """Count one request now: `key` (category, event), `status` (category `status`, never capped)
-        and, unless `seen` is None, the distinct key `value` in group `seen`; one bucket lookup.
+        and, unless `seen` or `value` is None, the distinct key `value` in group `seen`.
 
         The same as `add(*key)`, `add(*status)` and `seen(*seen, value)` at one instant.
         """
         ts = self.now()
         if _get_ident() != self.owner:
-            inbox = self._inbox
-            inbox.append((ts, COUNT, key[0], key[1], 1))
-            inbox.append((ts, COUNT, status[0], status[1], 1))
-            if seen is not None and value is not None:
-                inbox.append((ts, seen[0], seen[1], value, 0))
+            self._queue(ts, key, status, seen, value)
             return
+        self._request_at(ts, key, status, seen, value)
+
+    def slot(self, key: CountKey, status: CountKey, seen: SeenKey, *, addresses: bool = False) -> Slot:
+        """A slot for requests counting `key` and `status` and a distinct key in group `seen` (the
+        values passed to `hit`: user IDs, or client addresses when `addresses`, cut when folded)."""
+        return Slot(key, status, seen, addresses)
+
+    def hit(self, slot: Slot, value: str | None) -> None:
+        """Count one request of `slot` now, with its user ID or client address `value` (None: no
+        distinct key). The same as `request(slot.key, slot.status, slot.seen, value)`, cut first."""
+        ts = self.now()
+        if slot.start <= ts < slot.end and _get_ident() == self.owner:
+            values = slot.values
+            values.append(value)
+            if len(values) >= FOLD_AT:
+                self._fold(slot)
+            return
+        self._hit_slowly(slot, ts, value)
+
+    def _hit_slowly(self, slot: Slot, ts: float, value: str | None) -> None:
+        """A request outside the slot's period, or before it is admitted, or from another thread: counted
+        at once, in order, and the slot admitted to the period if its keys are now counted there as
+        themselves (a key sent to `<other>` by the cap keeps going this way)."""
+        network = (self.cut(value) if value is not None else None) if slot.addresses else value
+        if _get_ident() != self.owner:
+            self._queue(ts, slot.key, slot.status, slot.seen, network)
+            return
+        self._fold(slot)
+        b = self._request_at(ts, slot.key, slot.status, slot.seen, network)
+        if b is self._bucket and slot.key in b.counts and slot.status in b.counts:
+            if slot.end == 0:
+                if len(self._admitted) >= MAX_SLOTS:
+                    return
+                self._admitted.append(slot)
+            slot.start, slot.end, slot.day = b.start, b.end, b.day
+
+    def _fold(self, slot: Slot) -> None:
+        """Add the slot's requests to its period's counts and its day's keys (owner thread only)."""
+        chunk = slot.values
+        n = len(chunk)
+        if not n:
+            return
+        slot.values = []
+        pending = self._pending
+        counts = pending.counts.get(slot.start)
+        if counts is None:
+            counts = pending.counts[slot.start] = {}
+        counts[slot.key] = counts.get(slot.key, 0) + n
+        counts[slot.status] = counts.get(slot.status, 0) + n
+        try:
+            found = set(chunk)
+        except TypeError:  # a client address that is no string (a broken server): no visitor
+            found = {value for value in chunk if type(value) is str}
+        found.discard(None)
+        values: set[str] = self.cut.cut_all(found) if slot.addresses else found  # type: ignore[arg-type,assignment]
+        if not values:
+            return
+        seen = pending.seen.get(slot.day)
+        if seen is None:
+            seen = pending.seen[slot.day] = {}
+        group = seen.get(slot.seen)
+        if group is None:
+            group = seen[slot.seen] = set()
+        before = len(group)
+        group |= values
+        self._new_keys_seen(len(group) - before)
+
+    def _new_keys_seen(self, new: int) -> None:
+        if not new:
+            return
+        was = self._new_keys
+        self._new_keys = was + new
+        if was < self.key_pressure <= self._new_keys and self.on_pressure is not None:
+            self.on_pressure()
+
+    def _queue(self, ts: float, key: CountKey, status: CountKey, seen: SeenKey | None, value: str | None) -> None:
+        inbox = self._inbox
+        inbox.append((ts, COUNT, key[0], key[1], 1))
+        inbox.append((ts, COUNT, status[0], status[1], 1))
+        if seen is not None and value is not None:
+            inbox.append((ts, seen[0], seen[1], value, 0))
+
+    def _request_at(
+        self, ts: float, key: CountKey, status: CountKey, seen: SeenKey | None, value: str | None
+    ) -> Bucket:
+        """`request` at instant `ts` (owner thread only); returns the bucket it was filed in."""
         b = self._bucket
         if not b.start <= ts < b.end:
             b = self.bucket(ts)
@@ -172,15 +291,14 @@ class Counters:
             old = counts.get(status)
         counts[status] = 1 if old is None else old + 1
         if seen is None or value is None:
-            return
+            return b
         group = b.seen.get(seen)
         if group is None:
             group = b.seen[seen] = set()
         if value not in group:
             group.add(value)
-            self._new_keys += 1
-            if self._new_keys == self.key_pressure and self.on_pressure is not None:
-                self.on_pressure()
+            self._new_keys_seen(1)
+        return b
 
     def seen(self, kind: SeenKind, category: str, value: str, ts: float | None = None) -> None:
         """Note that key `value` (a user ID or a cut address) was seen today in `category`."""
@@ -198,16 +316,24 @@ class Counters:
             group = seen[(kind, category)] = set()
         if value not in group:
             group.add(value)
-            self._new_keys += 1
-            if self._new_keys == self.key_pressure and self.on_pressure is not None:
-                self.on_pressure()
+            self._new_keys_seen(1)
 
     def bind_to_current_thread(self) -> None:
         """Make the calling thread (the event loop's) the one that updates the dicts."""
         self.owner = threading.get_ident()
 
     def drain(self) -> None:
-        """Apply what other threads queued (owner thread only)."""
+        """Apply what other threads queued and fold every slot (owner thread only)."""
+        self.settle()
+
+    def settle(self) -> None:
+        """Make what is pending exact: fold every admitted slot and apply the other threads' queue.
+        Only on the owner thread (elsewhere it does nothing: only the owner updates the dicts)."""
+        if _get_ident() != self.owner:
+            return
+        for slot in self._admitted:
+            if slot.values:
+                self._fold(slot)
         inbox = self._inbox
         while inbox:
             ts, kind, category, name, n = inbox.popleft()
@@ -216,9 +342,15 @@ class Counters:
             else:
                 self.seen(kind, category, name, ts)
 
+    def _unadmit(self) -> None:
+        for slot in self._admitted:
+            slot.start = slot.end = 0
+        self._admitted = []
+
     def take(self) -> Pending:
         """Take everything pending and start afresh (owner thread only)."""
-        self.drain()
+        self.settle()
+        self._unadmit()
         taken = self._pending
         self._pending = Pending()
         self._bucket = _EMPTY
@@ -227,10 +359,17 @@ class Counters:
 
     def restore(self, taken: Pending) -> None:
         """Give back what a failed flush took; it is merged with what arrived since."""
+        self.settle()
+        self._unadmit()
         taken.merge(self._pending)
         self._pending = taken
         self._bucket = _EMPTY
 
     def peek(self) -> Pending:
-        """What is pending now, without taking it (for reports and tests)."""
+        """What is pending now, settled first (see `settle`), without taking it."""
+        self.settle()
         return self._pending
+
+    def buffered(self) -> int:
+        """How many requests the slots hold, not folded yet (bounded by `FOLD_AT * MAX_SLOTS`)."""
+        return sum(len(slot.values) for slot in self._admitted)

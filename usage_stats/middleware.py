@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.authentication import BaseUser
 
+from .cache import BoundedCache
 from .client import ClientAddress
-from .frameworks import scope_user
+from .frameworks import ROUTE, scope_user
+from .frameworks import USER as FRAMEWORK_USER
 from .hooks import Categoriser, EventNamer, UserIdentifier
-from .recorder import USER, VISITOR
+from .recorder import USER, VISITOR, Slot
 from .routes import RouteTemplates, route_context
 
 if TYPE_CHECKING:
@@ -29,9 +31,14 @@ NOT_FOUND = "not-found"
 BAD_REQUEST = "bad-req"
 _STATUS_CLASSES = {n: f"{n}xx" for n in range(1, 6)}
 _STATUS_KEYS = {code: ("status", _STATUS_CLASSES[code // 100]) for code in range(100, 600)}
-_MISS = object()
 _CACHE_LIMIT = 65_536
+_SLOTS_PER_EVENT = 16  # statuses per event and kind with a slot of their own; rarer ones take the general path
 _BASE_IDENTITY = BaseUser.__dict__["identity"]
+_LITESTAR = "litestar_app"
+
+# A cached event: the endpoint, route and route context it was resolved from, its (category, event),
+# and its slots by status, for visitors and for users.
+_Event = tuple[object, object, object, tuple[str, str], dict[object, Slot], dict[object, Slot]]
 
 
 class UsageMiddleware:
@@ -69,13 +76,17 @@ class UsageMiddleware:
         self._failures = 0
         self._user_id_logged = False
         self._hooks = event_name is not None or category is not None or user_id is not None
+        self._direct = not self._client.trusted  # the peer is the client: its address needs no headers
         recorder = stats.recorder  # the only part of `stats` requests reach
         self._request = recorder.request
+        self._hit = recorder.hit
+        self._slot = recorder.slot
         self._cut = recorder.cut_address
-        # `_key` of the endpoint, route and FastAPI route context the app left in the scope -> (those
-        # three objects, (category, event)); only for templates that follow from those three alone
-        self._events: dict[int, tuple[object, object, object, tuple[str, str]]] = {}
-        self._networks: dict[str, str | None] = {}  # peer address -> cut network
+        # `_key` of the endpoint, route and FastAPI route context the app left in the scope -> an
+        # `_Event`; only for templates that follow from those three alone
+        self._events: BoundedCache[int, _Event] = BoundedCache(_CACHE_LIMIT)
+        # a request that no route served, in an app whose framework leaves no template of its own
+        self._not_found: _Event = (None, None, None, (BAD_REQUEST, NOT_FOUND), {}, {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -104,8 +115,9 @@ class UsageMiddleware:
             self._record(scope, 500, root_path)
             raise
         # The common request, inlined (a method call is a tenth of the cost): no hooks, an endpoint,
-        # route and route context seen before (or none: not found), a known status; anything else
-        # goes through `_record`.
+        # route and route context seen before (or none of them and no other framework's template: not
+        # found); anything else goes through `_record`. The counting itself is `Recorder.hit`: an
+        # append to the slot of the event, status and kind (see `counters`).
         try:
             endpoint = scope.get("endpoint")
             route = scope.get("route")
@@ -116,16 +128,21 @@ class UsageMiddleware:
             else:
                 context = fastapi.get("effective_route_context") if type(fastapi) is dict else None
                 hit = self._events.get(_key(endpoint, route, context))
-            status_key = _STATUS_KEYS.get(status)
-            if (
-                hit is None
-                or hit[0] is not endpoint
-                or hit[1] is not route
-                or hit[2] is not context
-                or status_key is None
-                or self._hooks
-                or scope.get(SKIP)
-            ):
+            if hit is None or hit[0] is not endpoint or hit[1] is not route or hit[2] is not context:
+                if (
+                    endpoint is None
+                    and route is None
+                    and context is None
+                    and not self._hooks
+                    and ROUTE not in scope
+                    and _LITESTAR not in scope
+                    and FRAMEWORK_USER not in scope
+                ):
+                    hit = self._not_found
+                else:
+                    self._record(scope, status, root_path)
+                    return
+            if SKIP in scope:
                 self._record(scope, status, root_path)
                 return
             if scope.get("user") is not None:
@@ -134,19 +151,38 @@ class UsageMiddleware:
                 except Exception:
                     uid = None  # a user object whose attributes raise counts as a visitor
                 if uid is not None:
-                    self._request(hit[3], status_key, USER, uid)
+                    slot = hit[5].get(status)
+                    if slot is None:
+                        slot = self._new_slot(hit, status, True)
+                        if slot is None:
+                            self._request(hit[3], _status_key(status), USER, uid)
+                            return
+                    self._hit(slot, uid)
                     return
-            client = scope.get("client")
-            network: object = _MISS
-            if type(client) is tuple and client:
-                host = client[0]
-                if type(host) is str:
-                    network = self._networks.get(host, _MISS)
-            if network is _MISS:
-                network = self._network(scope)
-            self._request(hit[3], status_key, VISITOR, network)  # type: ignore[arg-type]
+            if self._direct:
+                client = scope.get("client")
+                address = client[0] if type(client) is tuple and client else self._client(scope)
+            else:
+                address = self._client(scope)
+            slot = hit[4].get(status)
+            if slot is None:
+                slot = self._new_slot(hit, status, False)
+                if slot is None:
+                    self._request(hit[3], _status_key(status), VISITOR, None if address is None else self._cut(address))
+                    return
+            self._hit(slot, address)
         except Exception:
             self._failed()
+
+    def _new_slot(self, hit: _Event, status: object, user: bool) -> Slot | None:
+        """The slot of an event for `status` and a user or a visitor, kept in the event's cache entry;
+        None for a status that is no HTTP status, or beyond `_SLOTS_PER_EVENT` of them."""
+        slots = hit[5] if user else hit[4]
+        status_key = _STATUS_KEYS.get(status) if type(status) is int else None
+        if status_key is None or len(slots) >= _SLOTS_PER_EVENT:
+            return None
+        slot = slots[status] = self._slot(hit[3], status_key, USER if user else VISITOR, addresses=not user)
+        return slot
 
     def _record(self, scope: Scope, status: int, root_path: str) -> None:
         try:
@@ -167,7 +203,7 @@ class UsageMiddleware:
             event = self.event_name(scope, status) or event
         if self.category is not None:
             category = self.category(scope, status) or category
-        status_key = ("status", _STATUS_CLASSES.get(status // 100, "other"))
+        status_key = _status_key(status)
         try:
             user = self._user(scope)
         except Exception:
@@ -182,23 +218,12 @@ class UsageMiddleware:
         endpoint = scope.get("endpoint")
         route = scope.get("route")
         context = route_context(scope)
-        if len(self._events) >= _CACHE_LIMIT:
-            self._events.clear()
-        self._events[_key(endpoint, route, context)] = (endpoint, route, context, key)
+        self._events.put(_key(endpoint, route, context), (endpoint, route, context, key, {}, {}))
 
     def _network(self, scope: Scope) -> str | None:
-        """The visitor's cut network, cached per peer address when it does not depend on headers."""
+        """The visitor's cut network."""
         address = self._client(scope)
-        network = None if address is None else self._cut(address)
-        client = scope.get("client")
-        if type(client) is tuple and client:
-            host = client[0]
-            if type(host) is str and (not self._client.trusted or not self._client.is_trusted(host)):
-                networks = self._networks
-                if len(networks) >= _CACHE_LIMIT:
-                    networks.clear()
-                networks[host] = network
-        return network
+        return None if address is None else self._cut(address)
 
     def _user_id_failed(self, exc: Exception) -> None:
         """Log the first exception of the `user_id` callable, by its type only (its message may hold
@@ -243,6 +268,14 @@ class UsageMiddleware:
         if identity is None or identity == "":
             identity = getattr(user, "display_name", None)
         return None if identity is None or identity == "" else str(identity)
+
+
+def _status_key(status: object) -> tuple[str, str]:
+    """The status class of `status` as a count key: `2xx`..`5xx`, else `other`."""
+    try:
+        return _STATUS_KEYS[status]  # type: ignore[index]
+    except (KeyError, TypeError):
+        return ("status", "other")
 
 
 def _key(endpoint: object, route: object, context: object) -> int:

@@ -13,16 +13,18 @@ from . import kinds
 from .anonymise import AddressCutter
 from .bounds import BIGINT_MAX, BIGINT_MIN, check_count
 from .config import UsageConfig
-from .counters import OTHER, STATUS, Counters, CountKey, Pending, SeenKey
+from .counters import OTHER, STATUS, Counters, CountKey, Pending, SeenKey, Slot
 from .periods import Calendar
 
-__all__ = ["USER", "VISITOR", "Recorder", "cap_period_keys"]
+__all__ = ["USER", "VISITOR", "Recorder", "Slot", "cap_period_keys"]
 
 USER: SeenKey = (kinds.USER, "user")
 VISITOR: SeenKey = (kinds.VISITOR, "visitor")
 
 # (count key, status key, distinct-key group or None, distinct key or None)
 RequestRecorder = Callable[[CountKey, CountKey, "SeenKey | None", "str | None"], None]
+# (slot, user ID or client address or None)
+HitRecorder = Callable[[Slot, "str | None"], None]
 
 
 class Recorder:
@@ -30,8 +32,10 @@ class Recorder:
 
     `request(key, status, seen, value)` counts one request now: the (category, event) `key`, the
     `status` key and, unless `seen` or `value` is None, the distinct key `value` in group `seen`
-    (`USER` or `VISITOR`). It is the counters' own method, so that the middleware's fast path costs
-    no extra call.
+    (`USER` or `VISITOR`). `slot(key, status, seen, addresses=...)` makes a `Slot` for requests that
+    repeat those three, and `hit(slot, value)` counts one of them: the fast path (see `counters`),
+    with the client address uncut when the slot says `addresses`. Both are the counters' own
+    methods, so that the middleware's fast path costs no extra call.
     """
 
     def __init__(
@@ -45,8 +49,16 @@ class Recorder:
         self.now = now
         self.max_keys_per_period = config.max_keys_per_period
         self.cut_address = AddressCutter(config.ip_prefix_v4, config.ip_prefix_v6)
-        self.counters = Counters(calendar, now, max_keys_per_period=config.max_keys_per_period, on_pressure=on_pressure)
+        self.counters = Counters(
+            calendar,
+            now,
+            max_keys_per_period=config.max_keys_per_period,
+            on_pressure=on_pressure,
+            cut=self.cut_address,
+        )
         self.request: RequestRecorder = self.counters.request
+        self.slot = self.counters.slot
+        self.hit: HitRecorder = self.counters.hit
         self._admitted: dict[int, set[CountKey]] = {}  # count keys flushed per base period
 
     # -- recording (see `UsageStats` for the meaning) ---------------------------------------------
@@ -77,7 +89,8 @@ class Recorder:
 
     @property
     def pending(self) -> Pending:
-        """What is recorded but not flushed yet (read-only use)."""
+        """What is recorded but not flushed yet (read-only use), exact: read on the event loop's thread,
+        it first folds what the request path holds back and applies what other threads queued."""
         return self.counters.peek()
 
     def bind_to_current_thread(self) -> None:
@@ -85,7 +98,7 @@ class Recorder:
         self.counters.bind_to_current_thread()
 
     def drain(self) -> None:
-        """Apply what other threads recorded (owner thread only)."""
+        """Fold what the request path holds back and apply what other threads recorded (owner thread only)."""
         self.counters.drain()
 
     def take(self) -> Pending:
