@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from unittest.mock import patch
 from zoneinfo import ZoneInfo
 
-from usage_stats.counters import OTHER, Counters, Pending
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from usage_stats import counters
+from usage_stats.anonymise import AddressCutter
+from usage_stats.counters import FOLD_AT, MAX_SLOTS, OTHER, Counters, Pending, SeenKey
 from usage_stats.periods import Calendar
+from usage_stats.recorder import USER, VISITOR
 
 T0 = datetime(2026, 3, 10, 12, 0, tzinfo=UTC).timestamp()
 HOUR = 3600
@@ -140,3 +148,151 @@ def test_key_pressure_wakes_the_flusher() -> None:
     for name in ("a", "b", "a", "c", "d"):
         c.seen("u", "user", name)
     assert woken == [1]
+
+
+# -- the request path's slots against a model that counts every request at once ---------------------
+
+ZONE = ZoneInfo("Europe/Berlin")
+KEYS = [("page", "/a"), ("page", "/b"), ("api", "/c"), ("page", OTHER)]
+STATUSES = [("status", "2xx"), ("status", "4xx")]
+ADDRESSES = ["192.0.2.1", "192.0.2.77", "198.51.100.3", "2001:db8::1", "not an address"]
+USERS = ["alice", "bob"]
+
+
+class Model:
+    """What pending must be: each request counted at once, in order, with the key cap; calls from
+    other threads counted at the next read, with the time they happened."""
+
+    def __init__(self, calendar: Calendar, max_keys: int) -> None:
+        self.calendar = calendar
+        self.max_keys = max_keys
+        self.counts: dict[int, dict[tuple[str, str], int]] = {}
+        self.seen: dict[date, dict[SeenKey, set[str]]] = {}
+        self.queued: list[tuple[float, tuple[str, str], tuple[str, str], SeenKey | None, str | None]] = []
+
+    def request(
+        self, ts: float, key: tuple[str, str], status: tuple[str, str], seen: SeenKey | None, value: str | None
+    ) -> None:
+        slot = self.calendar.slot(ts)
+        counts = self.counts.setdefault(slot.start, {})
+        for k in (key, status):
+            if k not in counts and len(counts) >= self.max_keys and k[0] != "status":
+                k = (k[0], OTHER)
+            counts[k] = counts.get(k, 0) + 1
+        if seen is not None and value is not None:
+            self.seen.setdefault(slot.day, {}).setdefault(seen, set()).add(value)
+
+    def settle(self) -> Pending:
+        for entry in self.queued:
+            self.request(*entry)
+        self.queued = []
+        return Pending(self.counts, self.seen)
+
+
+def _plain(p: Pending) -> tuple[dict[int, dict[tuple[str, str], int]], dict[date, dict[SeenKey, set[str]]]]:
+    counts = {start: dict(c) for start, c in p.counts.items() if c}
+    seen = {day: {k: set(v) for k, v in s.items() if v} for day, s in p.seen.items()}
+    return counts, {day: s for day, s in seen.items() if s}
+
+
+_op = st.one_of(
+    st.tuples(st.just("hit"), st.integers(0, len(KEYS) - 1), st.integers(0, 1), st.booleans(), st.integers(0, 4)),
+    st.tuples(st.just("request"), st.integers(0, len(KEYS) - 1), st.integers(0, 1), st.booleans(), st.integers(0, 4)),
+    st.tuples(st.just("thread"), st.integers(0, len(KEYS) - 1), st.integers(0, 1), st.booleans(), st.integers(0, 4)),
+    st.tuples(st.just("wait"), st.sampled_from([1, 600, 3599, 3600, 7200, 43_200, 86_400])),
+    st.tuples(st.just("back"), st.sampled_from([1, 3600])),  # the wall clock steps back
+    st.tuples(st.just("read")),
+    st.tuples(st.just("take")),
+    st.tuples(st.just("take_restore")),
+)
+
+
+@example(  # a slot admitted before a flush must not carry its key into the next one ahead of a new key
+    ops=[
+        ("hit", 0, 0, False, 0),
+        ("hit", 0, 0, False, 1),
+        ("take",),
+        ("hit", 0, 0, False, 0),
+        ("request", 1, 0, False, 0),
+    ],
+    max_keys=2,
+    start=T0,
+    fold_at=1024,
+)
+@settings(max_examples=150, deadline=None)
+@given(
+    ops=st.lists(_op, max_size=80),
+    max_keys=st.sampled_from([2, 3, 100]),
+    start=st.sampled_from([T0, datetime(2026, 3, 28, 23, 30, tzinfo=UTC).timestamp()]),  # DST in Berlin
+    fold_at=st.sampled_from([1, 2, 1024]),
+)
+def test_slots_give_exactly_what_counting_each_request_at_once_gives(
+    ops: list[tuple[Any, ...]], max_keys: int, start: float, fold_at: int
+) -> None:
+    now = Now()
+    now.t = start
+    calendar = Calendar(ZONE, timedelta(hours=1))
+    c = Counters(calendar, now, max_keys_per_period=max_keys)
+    model = Model(Calendar(ZONE, timedelta(hours=1)), max_keys)
+    cutter = AddressCutter(24, 48)
+    slots = {
+        (k, s, user): c.slot(KEYS[k], STATUSES[s], USER if user else VISITOR, addresses=not user)
+        for k in range(len(KEYS))
+        for s in range(2)
+        for user in (False, True)
+    }
+    taken: list[Pending] = []
+    with patch.object(counters, "FOLD_AT", fold_at):
+        for op in ops:
+            kind = op[0]
+            if kind in ("hit", "request", "thread"):
+                _, k, s, user, v = op
+                value = USERS[v % 2] if user else ADDRESSES[v]
+                seen = USER if user else VISITOR
+                recorded = value if user else cutter(value)
+                if kind == "hit":
+                    c.hit(slots[(k, s, user)], value)
+                    model.request(now.t, KEYS[k], STATUSES[s], seen, recorded)
+                elif kind == "request":
+                    c.request(KEYS[k], STATUSES[s], seen, recorded)
+                    model.request(now.t, KEYS[k], STATUSES[s], seen, recorded)
+                else:
+                    worker = threading.Thread(target=c.hit, args=(slots[(k, s, user)], value))
+                    worker.start()
+                    worker.join()
+                    model.queued.append((now.t, KEYS[k], STATUSES[s], seen, recorded))
+            elif kind == "wait":
+                now.t += op[1]
+            elif kind == "back":
+                now.t -= op[1]
+            elif kind == "read":
+                assert _plain(c.peek()) == _plain(model.settle())
+            elif kind == "take":
+                assert _plain(c.take()) == _plain(model.settle())
+                taken.append(Pending(model.counts, model.seen))
+                model.counts, model.seen = {}, {}
+            else:  # a flush that failed: everything comes back, merged with what follows
+                got = c.take()
+                assert _plain(got) == _plain(model.settle())
+                c.restore(got)
+        assert _plain(c.peek()) == _plain(model.settle())
+        assert c.buffered() == 0  # a read folds every slot
+
+
+def test_the_slots_stay_bounded_under_a_flood_without_a_flush() -> None:
+    c, now = make(max_keys=10_000)
+    slots = [c.slot(("page", f"/e{i}"), ("status", "2xx"), VISITOR, addresses=True) for i in range(2 * MAX_SLOTS)]
+    most = 0
+    for i in range(3 * FOLD_AT * MAX_SLOTS // 2):
+        c.hit(slots[i % len(slots)], f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}")  # all distinct
+        if i % 997 == 0:
+            most = max(most, c.buffered())
+        if i == FOLD_AT * MAX_SLOTS:
+            now.t += 3 * HOUR  # a new period: the slots are admitted again, in it
+    assert most <= FOLD_AT * MAX_SLOTS
+    assert sum(1 for s in slots if s.end) <= MAX_SLOTS  # the rest count each request at once
+    p = c.peek()
+    n = 3 * FOLD_AT * MAX_SLOTS // 2
+    assert p.total_counts == 2 * n  # an event and a status per request, nothing lost
+    assert p.total_keys == len({f"10.{i >> 16 & 255}.{i >> 8 & 255}.0" for i in range(n)})
+    assert c.buffered() == 0

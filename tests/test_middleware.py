@@ -23,6 +23,7 @@ from starlette.websockets import WebSocket
 from tests.apps import client, http_scope, recorded, shop_app
 from tests.conftest import StatsFactory
 from usage_stats import UsageMiddleware, UsageStats
+from usage_stats.routes import RouteTemplates
 
 
 async def ok(request: Request) -> Response:
@@ -580,3 +581,70 @@ async def test_a_user_without_identity_counts_by_display_name(
         keys = await db.fetch(f'SELECT key FROM "{schema}".seen_keys ORDER BY key')
     assert counts == {("page", "/"): 3, ("status", "2xx"): 3, ("seen", "user"): 2}
     assert [bytes(k["key"]) for k in keys] == [b"carol", b"dave"]
+
+
+async def test_starlette_not_found_takes_the_fast_path(
+    make_stats: StatsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A 404 in a Starlette app leaves no endpoint and no other framework's template: nothing to look up.
+    resolved: list[str] = []
+    resolve = RouteTemplates.__call__
+
+    def counting(self: RouteTemplates, scope: Any, root_path: str) -> tuple[str | None, bool]:
+        resolved.append(scope["path"])
+        return resolve(self, scope, root_path)
+
+    monkeypatch.setattr(RouteTemplates, "__call__", counting)
+    async with make_stats() as stats:
+        app = starlette_app(stats)
+        async with client(app, "198.51.100.7") as c:
+            for i in range(5):
+                assert (await c.get(f"/wp-admin/{i}")).status_code == 404
+            assert (await c.get("/")).status_code == 200
+        counts = await recorded(stats)
+    assert resolved == ["/"]  # the 404s never resolved a template
+    assert counts == {
+        ("bad-req", "not-found"): 5,
+        ("page", "/"): 1,
+        ("status", "4xx"): 5,
+        ("status", "2xx"): 1,
+        ("seen", "visitor"): 1,
+    }
+
+
+class _OddUser(BaseUser):
+    """A user class whose answers vary with `mode`: the fast path must read them as `_user` does."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+
+    @property
+    def is_authenticated(self) -> bool:
+        if self.mode == "raises":
+            raise RuntimeError("broken")
+        return self.mode != "anonymous"
+
+    @property
+    def identity(self) -> Any:
+        if self.mode == "no-identity":
+            raise NotImplementedError
+        return {"empty": "", "number": 42}.get(self.mode, f"id-{self.mode}")
+
+    @property
+    def display_name(self) -> str:
+        return f"name-{self.mode}"
+
+
+async def test_repeated_users_count_as_the_first_one(make_stats: StatsFactory) -> None:
+    stats = make_stats()  # not started: what is pending is what was recorded
+    modes = ["alice", "empty", "number", "no-identity", "anonymous", "raises"]
+    app = UsageMiddleware(Starlette(routes=[Route("/", ok)]), stats=stats)
+    for _ in range(3):  # the first request of a class takes the general path, the next ones the fast path
+        for mode in modes:
+            scope = http_scope("/")
+            scope["user"] = _OddUser(mode)
+            await app(scope, _receive, _discard)
+    seen = {key: values for day in stats.pending.seen.values() for key, values in day.items()}
+    assert seen[("u", "user")] == {"id-alice", "name-empty", "42", "name-no-identity"}
+    assert seen[("v", "visitor")] == {"192.0.2.0"}  # anonymous and broken users count as visitors
+    assert stats.pending.total_counts == 2 * 3 * len(modes)

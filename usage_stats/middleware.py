@@ -34,6 +34,7 @@ _STATUS_KEYS = {code: ("status", _STATUS_CLASSES[code // 100]) for code in range
 _CACHE_LIMIT = 65_536
 _SLOTS_PER_EVENT = 16  # statuses per event and kind with a slot of their own; rarer ones take the general path
 _BASE_IDENTITY = BaseUser.__dict__["identity"]
+_USER_TYPES = 64
 _LITESTAR = "litestar_app"
 
 # A cached event: the endpoint, route and route context it was resolved from, its (category, event),
@@ -76,6 +77,8 @@ class UsageMiddleware:
         self._failures = 0
         self._user_id_logged = False
         self._hooks = event_name is not None or category is not None or user_id is not None
+        # Starlette user classes seen -> whether `identity` is their own (BaseUser's raises NotImplementedError)
+        self._user_types: dict[type, bool] = {}
         self._direct = not self._client.trusted  # the peer is the client: its address needs no headers
         recorder = stats.recorder  # the only part of `stats` requests reach
         self._request = recorder.request
@@ -145,9 +148,25 @@ class UsageMiddleware:
             if SKIP in scope:
                 self._record(scope, status, root_path)
                 return
-            if scope.get("user") is not None:
+            user = scope.get("user")
+            if user is not None:
                 try:
-                    uid = self._user(scope)
+                    own_identity = self._user_types.get(type(user))
+                    if own_identity is not None and FRAMEWORK_USER not in scope:
+                        # `_user`, inlined for a Starlette user class seen before
+                        uid = None
+                        if user.is_authenticated:
+                            if own_identity:
+                                try:
+                                    uid = user.identity
+                                except Exception:
+                                    uid = None
+                            if uid is None or uid == "":
+                                uid = user.display_name
+                            if uid is not None and (type(uid) is not str or not uid):
+                                uid = None if uid == "" else str(uid)
+                    else:
+                        uid = self._user(scope)
                 except Exception:
                     uid = None  # a user object whose attributes raise counts as a visitor
                 if uid is not None:
@@ -256,9 +275,12 @@ class UsageMiddleware:
         framework_user = scope_user(scope)  # Django's and Quart's hooks, Litestar's user
         if framework_user is not None or user is None:
             return framework_user
+        plain = getattr(type(user), "identity", None) is _BASE_IDENTITY
+        if isinstance(user, BaseUser) and len(self._user_types) < _USER_TYPES:
+            self._user_types[type(user)] = not plain  # its next users take the fast path in `__call__`
         if not getattr(user, "is_authenticated", False):
             return None
-        if getattr(type(user), "identity", None) is _BASE_IDENTITY:
+        if plain:
             identity = None  # Starlette's BaseUser.identity raises NotImplementedError: skip the exception
         else:
             try:
