@@ -139,3 +139,69 @@ async def test_the_app_role_waits_for_the_owner_to_migrate(
     errors = [r.getMessage() for r in caplog.records if r.name.startswith("usage_stats") and r.levelno >= logging.ERROR]
     assert len(errors) == 1
     assert "permission denied" in errors[0]
+
+
+def documented_database_grant(database: str, role: str) -> str:
+    """The GRANT on the database that the least-privilege section documents (TEMPORARY, for a flush)."""
+    text = DOC.read_text(encoding="utf-8")
+    section = text[text.index("## A least-privilege role") :]
+    start = section.index("```sql", section.index("```sql") + 6) + len("```sql")
+    block = section[start : section.index("```", start)].strip().rstrip(";")
+    block = re.sub(r"\bapp\b", f'"{database}"', block)
+    return re.sub(r"\bstats_app\b", f'"{role}"', block)
+
+
+def on_database(dsn: str, database: str) -> str:
+    return urlunsplit(urlsplit(dsn)._replace(path=f"/{database}"))
+
+
+async def test_a_flush_needs_temporary_on_the_database(
+    pg_dsn: str, schema: str, roles: Roles, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A flush copies its rows into temporary tables of its transaction: the role needs TEMPORARY on
+    the database, which PUBLIC has by default. Where the database revokes it, flushes fail (one log
+    line) and the counts wait in memory until the documented GRANT is given."""
+    caplog.set_level(logging.INFO, logger="usage_stats")
+    database = "t_" + uuid.uuid4().hex[:12]
+    admin = await asyncpg.connect(pg_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{database}"')
+        dsn = on_database(pg_dsn, database)
+        here = await asyncpg.connect(dsn)
+        try:
+            await here.execute(f'REVOKE TEMPORARY ON DATABASE "{database}" FROM PUBLIC')
+            await here.execute(f'GRANT CREATE ON DATABASE "{database}" TO "{roles.owner}"')
+            owner_dsn, app_dsn = as_role(dsn, roles.owner), as_role(dsn, roles.app)
+            status = await anyio.to_thread.run_sync(main, ["migrate", "--dsn", owner_dsn, "--schema", schema])
+            assert status == 0
+            owner = await asyncpg.connect(owner_dsn)
+            try:
+                for statement in documented_grants(schema, roles.app):
+                    await owner.execute(statement)
+            finally:
+                await owner.close()
+            config = UsageConfig(dsn=app_dsn, schema=schema, flush_interval=timedelta(milliseconds=100))
+            async with UsageStats(config, clock=clock) as stats:
+                stats.add("/", "page", 5)
+                stats.seen_visitor("198.51.100.7")
+                with pytest.raises(StoreUnavailableError, match="permission denied to create temporary tables"):
+                    await stats.flush()
+                await anyio.sleep(0.5)  # the background flush fails too, and says so once
+                assert (stats.pending.total_counts, stats.pending.total_keys) == (5, 1)  # kept
+                await here.execute(documented_database_grant(database, roles.app))
+                with anyio.fail_after(60):
+                    while True:  # the background retry (backing off) gets through
+                        if not stats.pending:
+                            break
+                        await anyio.sleep(0.1)
+            s = f'"{schema}"'
+            assert await here.fetchval(f"SELECT sum(value) FROM {s}.counts WHERE category = 'page'") == 5
+            assert await here.fetchval(f"SELECT count(*) FROM {s}.seen_keys") == 1
+        finally:
+            await here.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.close()
+    errors = [r.getMessage() for r in caplog.records if r.name.startswith("usage_stats") and r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "permission denied to create temporary tables" in errors[0]
