@@ -405,7 +405,8 @@ async def requests(dsn: str, schemas: tuple[str, str], n: int, seconds: float, r
     for _ in range(rounds):
         for name, package, schema in packages:
             for flushes in (False, True):
-                p99.setdefault((name, flushes), []).append(_p99(await _window(package, dsn, schema, n, flushes, seconds)))
+                latencies = await _window(package, dsn, schema, n, flushes, seconds)
+                p99.setdefault((name, flushes), []).append(_p99(latencies))
     ratios = {}
     for name, _, _ in packages:
         quiet, busy = statistics.median(p99[(name, False)]), statistics.median(p99[(name, True)])
