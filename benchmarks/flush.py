@@ -218,6 +218,27 @@ async def speed(dsn: str, schemas: tuple[str, str], n: int, rounds: int, section
     )
 
 
+async def small(dsn: str, schemas: tuple[str, str], flushes: int, section: Section) -> None:
+    """`flushes` small flushes (100 count rows and 100 visitors each), before and after, alternating."""
+    before = baseline.load()
+    if before is None:
+        return
+    times: dict[str, list[float]] = {}
+    async with _stats(usage_stats, dsn, schemas[0], 1_000) as after_stats, _stats(before, dsn, schemas[1], 1_000) as b:
+        for r in range(flushes):
+            for name, stats in (("after", after_stats), ("before", b)):
+                for i in range(100):
+                    stats.count(f"/small/{i}", "page")
+                    stats.seen_visitor(f"172.{16 + r // 256 % 16}.{r % 256}.{i}")
+                times.setdefault(name, []).append(await _timed(stats.flush))
+    a, bt = statistics.median(times["after"]), statistics.median(times["before"])
+    section.row(
+        f"small flush (100 count rows + 100 visitors), median of {flushes}: usage_stats / usage_stats_before",
+        f"{a * 1e3:.2f} ms / {bt * 1e3:.2f} ms",
+        f"{a / bt:.2f}x before",
+    )
+
+
 # -- stalls ----------------------------------------------------------------------------------------
 
 
@@ -445,6 +466,7 @@ async def _all(quick: bool) -> Section:
     schemas = ("bench_" + uuid.uuid4().hex[:10], "bench_" + uuid.uuid4().hex[:10])
     try:
         await speed(dsn, schemas, n, rounds, section)
+        await small(dsn, schemas, 30 if quick else 150, section)
         await stalls(dsn, schemas, sizes, rounds, section)
         await refusals(dsn, schemas[0], 10_000, 1 if quick else 3, section)
         await requests(dsn, schemas, n // 2, 2.0 if quick else 3.0, 1 if quick else 5, section)

@@ -13,11 +13,13 @@ from typing import Any
 
 import anyio
 import asyncpg
+import pytest
 from anyio.lowlevel import checkpoint
 
 from usage_stats import UsageConfig
 from usage_stats.anonymise import KeyEncoder
 from usage_stats.counters import CountKey, Pending, SeenKey
+from usage_stats.db import flush
 from usage_stats.db.levels import Level
 from usage_stats.db.store import Store
 from usage_stats.delivery import Attempt, Batch, FlushId
@@ -107,10 +109,11 @@ async def test_a_large_flush_gives_the_event_loop_a_turn_between_slices(
 
 
 async def test_the_temporary_tables_live_in_the_flush_transaction_only(
-    pg_dsn: str, schema: str, db: asyncpg.Connection
+    pg_dsn: str, schema: str, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Behind a transaction-pooling proxy the next transaction may run on another server connection:
     nothing of a flush is left on its connection, and flush after flush reuses it."""
+    monkeypatch.setattr(flush, "SMALL_FLUSH", 0)  # copied, as a large flush is
     config = UsageConfig(dsn=pg_dsn, schema=schema, user_ids="database")
     async with Store.connect(pg_dsn, schema) as store:
         await store.migrate(config)

@@ -15,6 +15,7 @@ import pytest
 from usage_stats import UsageConfig
 from usage_stats.anonymise import KeyEncoder
 from usage_stats.counters import Pending
+from usage_stats.db import flush
 from usage_stats.db.levels import Level
 from usage_stats.db.store import Store
 from usage_stats.delivery import Attempt, Batch, FlushId
@@ -32,11 +33,20 @@ async def _blocked_by(db: asyncpg.Connection, pid: int) -> None:
             await anyio.sleep(0.01)
 
 
+@pytest.mark.parametrize("copied", [False, True])
 @pytest.mark.parametrize("table", ["counts", "seen_keys"])
 async def test_a_row_stored_by_another_process_during_the_flush_is_merged(
-    pg_dsn: str, schema: str, db: asyncpg.Connection, table: str, caplog: pytest.LogCaptureFixture
+    pg_dsn: str,
+    schema: str,
+    db: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    table: str,
+    copied: bool,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="usage_stats")
+    if copied:  # the way of a large flush: copied, then inserted as new unless stored
+        monkeypatch.setattr(flush, "SMALL_FLUSH", 0)
     s = f'"{schema}"'
     store = await Store.create(pg_dsn, schema)
     other = await asyncpg.connect(pg_dsn)

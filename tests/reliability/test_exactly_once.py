@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import FakeClock
 from usage_stats import StoreUnavailableError, UsageConfig, UsageStats
-from usage_stats.db import ledger
+from usage_stats.db import flush, ledger
 from usage_stats.delivery import FlushId
 
 from .wire import SLOW_WHEN_TIMED_OUT, WireProxy
@@ -166,10 +166,16 @@ async def _check(db: asyncpg.Connection, schema: str, expected: Expected) -> Non
         assert left == 0, "no key or salt of a closed day left"
 
 
+# Flushes of more rows than this are copied into temporary tables (as a large flush is), smaller ones
+# sent as arrays: the scenarios' flushes take both ways.
+SMALL_FLUSH = 3
+
+
 @example(steps=LOST_REPLY)
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=steps)
-def test_every_count_once_under_faults(pg_dsn: str, steps: list[Step]) -> None:
+def test_every_count_once_under_faults(pg_dsn: str, monkeypatch: pytest.MonkeyPatch, steps: list[Step]) -> None:
+    monkeypatch.setattr(flush, "SMALL_FLUSH", SMALL_FLUSH)
     anyio.run(run_scenario, pg_dsn, steps)
 
 
@@ -181,6 +187,7 @@ def test_without_the_ledger_check_a_counterexample_is_found(pg_dsn: str, monkeyp
         return True, (await claim(conn, s, flush, at))[1]  # every id taken for new
 
     monkeypatch.setattr(ledger, "claim", unchecked_claim)
+    monkeypatch.setattr(flush, "SMALL_FLUSH", SMALL_FLUSH)
 
     @settings(max_examples=30, deadline=None, derandomize=True, phases=[Phase.generate], database=None)
     @given(steps=steps)

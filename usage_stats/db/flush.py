@@ -1,13 +1,13 @@
-"""Writing pending counts: one transaction that copies the rows into temporary tables and merges
-them into the stored ones with a statement or two per table (no statement per row, see `merge.py`).
+"""Writing pending counts: one transaction, with the flush's id in the ledger, and its rows stored by
+a statement or two per table, never a statement per row (see `merge.py`).
 
-Why this shape (measured in `benchmarks/flush.py`, see docs/performance.md): a binary `COPY` is the
-cheapest way to hand PostgreSQL many rows (unlike parameter arrays, which the driver checks element by
-element on the event loop), and the upsert that must follow for any keyed, additive store then runs
-once per table, inside the server. The temporary tables live in the flush's transaction only
-(`ON COMMIT DROP`), so a transaction-pooling proxy (pgbouncer) is no obstacle, and the role needs
-`TEMPORARY` on the database (PUBLIC has it by default). The rows are made slice by slice, giving the
-event loop a turn between slices (`flush_rows.py`).
+Why this shape (measured in `benchmarks/flush.py`, see docs/performance.md): up to `SMALL_FLUSH` rows
+go as parameter arrays, in one statement per table. More rows are copied (binary `COPY`) into
+temporary tables and merged from there: the driver checks arrays element by element on the event
+loop, a `COPY` does not. The temporary tables live in the flush's transaction only (`ON COMMIT
+DROP`), so a transaction-pooling proxy (pgbouncer) is no obstacle, and the role needs `TEMPORARY` on
+the database (PUBLIC has it by default). The rows are made slice by slice, giving the event loop a
+turn between slices (`flush_rows.py`).
 """
 
 from __future__ import annotations
@@ -24,13 +24,15 @@ from ..delivery import Attempt, FlushId
 from . import ledger
 from .flush_rows import Numbered, count_records, key_records
 from .isolate import RowGuard
-from .merge import COPY_COUNTS, COPY_KEYS, CREATE_TEMP, INSERT_KEYS, UPSERT_COUNTS, merge_counts, merge_keys
+from .merge import write_arrays, write_copied
 from .migrations import LOCK_DAY_END, quote_ident
 from .salts import load_salts
 
-__all__ = ["FlushResult", "write_pending"]
+__all__ = ["SMALL_FLUSH", "FlushResult", "write_pending"]
 
 logger = logging.getLogger(__name__)
+
+SMALL_FLUSH = 2_000  # rows (counts and keys) at most that a flush sends as parameter arrays; more are copied
 
 
 @dataclass(frozen=True)
@@ -87,21 +89,12 @@ async def write_pending(
                 "(they arrived too late to be counted)",
                 dropped,
             )
-        await conn.execute(CREATE_TEMP)
         counted, keyed = Numbered(), Numbered()
-        for (table, columns), records in (
-            (COPY_COUNTS, count_records(pending, counted)),
-            (COPY_KEYS, key_records(pending, live_days, encode.encode_all, salts, keyed)),
-        ):
-            await conn.copy_records_to_table(table, records=records, columns=columns, schema_name="pg_temp")
-        if guard is not None:  # the slow, sure way: each statement's rows halved until the refused ones are found
-            await guard(conn, INSERT_KEYS.format(s=s), (), keyed.rows, what="distinct key")
-            await guard(conn, UPSERT_COUNTS.format(s=s), (level,), counted.rows, what="count row")
-        else:
-            if keyed.rows:
-                await merge_keys(conn, s, keyed.rows)
-            if counted.rows:
-                await merge_counts(conn, s, level, counted.rows)
+        counts = count_records(pending, counted)
+        keys = key_records(pending, live_days, encode.encode_all, salts, keyed)
+        rows = sum(map(len, pending.counts.values())) + sum(len(v) for d in live_days for v in pending.seen[d].values())
+        write = write_arrays if rows <= SMALL_FLUSH else write_copied
+        await write(conn, s, level, counts, keys, (counted, keyed), guard)
         attempt.committing = True  # all that is left is COMMIT: a failure from here leaves the outcome unknown
     attempt.committed = True
     return FlushResult(counted.rows, keyed.rows)
