@@ -21,6 +21,7 @@ some row.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 
 import asyncpg
@@ -30,6 +31,8 @@ from .isolate import RowGuard
 from .saturating import saturating
 
 __all__ = ["write_arrays", "write_copied"]
+
+logger = logging.getLogger(__name__)
 
 # Dropped at the end of the flush's transaction, so a transaction-pooling proxy is no obstacle; named
 # in pg_temp everywhere, so that no table on the search path can stand in for them.
@@ -170,8 +173,21 @@ async def write_copied(
     numbered: tuple[Numbered, Numbered],
     guard: RowGuard | None,
 ) -> None:
-    """Store a large flush's rows: copied into temporary tables, then merged (`s`: the quoted schema)."""
-    await conn.execute(_CREATE_TEMP)
+    """Store a large flush's rows: copied into temporary tables, then merged (`s`: the quoted schema).
+
+    A role without the `TEMPORARY` right on the database sends them as arrays instead, and the log
+    says so each time: the flush is stored, but slower and holding the event loop longer."""
+    try:
+        async with conn.transaction():  # a savepoint: refused, it undoes only itself
+            await conn.execute(_CREATE_TEMP)
+    except asyncpg.InsufficientPrivilegeError:
+        await write_arrays(conn, s, level, counts, keys, numbered, guard)
+        logger.warning(
+            "usage_stats: this role may not create temporary tables, so a flush of %d rows was sent as arrays "
+            "(slower, and it holds the event loop longer); see GRANT TEMPORARY in docs/deployment.md",
+            numbered[0].rows + numbered[1].rows,
+        )
+        return
     for (table, columns), records in ((_COPY_COUNTS, counts), (_COPY_KEYS, keys)):
         await conn.copy_records_to_table(table, records=records, columns=columns, schema_name="pg_temp")
     counted, keyed = numbered
