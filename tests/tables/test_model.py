@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
+import pickle
 from dataclasses import FrozenInstanceError
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -121,5 +123,6 @@ def test_a_period_of_columns_equals_the_period_of_its_rows() -> None:
     assert hash(period) == hash(Period(D1, rows))
     assert Period(D1, rows).groups == period.groups
     assert period.get("page", "/a") == Row("page", "/a", 5)
+    assert copy.deepcopy(period) == pickle.loads(pickle.dumps(period)) == period
     with pytest.raises(FrozenInstanceError):
         period.start = D2

@@ -31,7 +31,7 @@ class ClosesADayMidway:
     async def fetch(self, *args: Any, **kwargs: Any) -> Any:
         result = await self._conn.fetch(*args, **kwargs)
         self.queries += 1
-        if self.queries == 4:  # marks, finer rows' days, counts, stored distinct rows: then the live keys
+        if self.queries == 4:  # marks, the levels' spans, counts, stored distinct rows: then the live keys
             await self._close_day()
         return result
 

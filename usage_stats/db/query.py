@@ -39,7 +39,7 @@ def _transaction(conn: asyncpg.Connection) -> AbstractAsyncContextManager[Any]:
 # turns on) costs more than it saves. And the planner's row counts for one period's slice of the
 # primary key are generic guesses, on which it sorts thousands of rows (through the collation) to
 # group them where a hash over a few hundred groups, or the primary key's own order, is what the
-# data needs: without sorts it takes those (a realistic day table: 2.8 ms instead of 7.2 ms).
+# data needs: without sorts it takes those (`tests/test_indexes.py`).
 READ_SETTINGS = "SET LOCAL jit = off; SET LOCAL enable_sort = off"
 
 # One row per period, category and kind (count or total), with its events and values as columns:
@@ -52,7 +52,7 @@ READ_SETTINGS = "SET LOCAL jit = off; SET LOCAL enable_sort = off"
 # bounds of bigint, as roll-ups do) and sent apart: the reader adds the two (see `tables.build`).
 # Either way PostgreSQL reads one period at a time along the primary key: a small group per
 # period, never a sort or a hash of the whole range (which the planner picks on a guess, and
-# spills to disk).
+# spills to disk). The base table, a day or two of base periods, is one range grouped by start.
 _COUNTS_PER_PERIOD = saturating("""
 SELECT g.* FROM unnest($1::smallint[]) AS l(level), unnest($6::timestamptz[], $7::timestamptz[]) AS b(p, stop),
 LATERAL (

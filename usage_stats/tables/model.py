@@ -161,6 +161,9 @@ class Period:
     def __repr__(self) -> str:
         return f"Period(start={self.start!r}, rows={self.rows!r})"
 
+    def __reduce__(self) -> tuple[type[Period], tuple[datetime, tuple[Row, ...]]]:
+        return (Period, (self.start, self.rows))  # for copy and pickle: a period of its rows
+
     def __setattr__(self, name: str, value: object) -> None:
         raise FrozenInstanceError(f"cannot assign to field {name!r}")
 
