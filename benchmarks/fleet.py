@@ -29,18 +29,19 @@ import asyncpg
 
 from . import baseline
 from . import fleet_worker as worker
-from .private_pg import SETTINGS, PrivateServer, binaries
+from .private_pg import SETTINGS, Bouncer, PrivateServer, binaries
 from .report import Section
 
 _ROOT = Path(__file__).resolve().parent.parent
-# The fleet's backends (the writers' and the reader's), and the state of those that hold a lock
-# others wait for: in a statement ("running", or its wait event such as WALSync while committing),
-# "client" (idle in transaction: waiting for its process to send the next statement or COMMIT), or
-# "queued" (itself waiting, ahead of the others).
+POOLED = 20  # server connections of the pgbouncer run: the fleet shares them transaction by transaction
+# The fleet's backends (the writers' and the reader's, or pgbouncer's server connections), and the
+# state of those that hold a lock others wait for: in a statement ("running", or its wait event such
+# as WALSync while committing), "client" (idle in transaction: waiting for its process to send the
+# next statement or COMMIT), or "queued" (itself waiting, ahead of the others).
 _SAMPLE = """
 WITH a AS (
     SELECT pid, state, wait_event_type, wait_event FROM pg_stat_activity
-    WHERE datname = current_database() AND application_name = 'usage_stats'
+    WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()
 ),
 holders AS (SELECT DISTINCT unnest(pg_blocking_pids(pid)) AS pid FROM a WHERE wait_event_type = 'Lock')
 SELECT (SELECT count(*) FROM a WHERE wait_event_type = 'Lock') AS waiting,
@@ -172,10 +173,13 @@ async def _verify(job: dict[str, Any], results: list[dict[str, Any]], conn: asyn
     run.mismatch = "; ".join(problems)
 
 
-async def _window(server: PrivateServer, dsn: str, package: str, writers: int, seconds: float) -> Run:
+async def _window(
+    server: PrivateServer, dsn: str, package: str, writers: int, seconds: float, *, bouncer: str | None = None
+) -> Run:
+    """N `writers` and a reader on `dsn` (or through the pgbouncer at `bouncer`) for `seconds`."""
     run = Run(package, writers, seconds)
     schema = "fleet_" + uuid.uuid4().hex[:10]
-    base = {"dsn": dsn, "schema": schema, "package": package, "seconds": seconds}
+    base: dict[str, Any] = {"dsn": dsn, "schema": schema, "package": package, "seconds": seconds}
     async with worker.make_stats(base):
         pass  # the schema, its settings and go-live, before the fleet starts
     conn = await asyncpg.connect(dsn)
@@ -183,7 +187,8 @@ async def _window(server: PrivateServer, dsn: str, package: str, writers: int, s
     errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally clause)
     try:
         started = time.monotonic()
-        jobs = [{**base, "role": "writer", "seed": i} for i in range(writers)] + [{**base, "role": "reader"}]
+        fleet = base if bouncer is None else {**base, "dsn": bouncer, "statement_cache_size": 0}
+        jobs = [{**fleet, "role": "writer", "seed": i} for i in range(writers)] + [{**fleet, "role": "reader"}]
         procs = [await _spawn(job, errors) for job in jobs]
         await _expect(procs, b"ready", errors)
         run.startup = time.monotonic() - started
@@ -298,6 +303,10 @@ async def _all(quick: bool) -> Section:
             for package in packages:
                 if package is not None:
                     runs[(package, n)] = await _window(server, dsn, package, n, seconds)
+        pooled = None
+        if Bouncer.available():
+            with Bouncer(server.port, pool_size=POOLED) as bouncer:
+                pooled = await _window(server, dsn, "usage_stats", sizes[-1], seconds, bouncer=bouncer)
     for n in sizes:
         now = runs[("usage_stats", n)]
         then = runs.get(("usage_stats_before", n)) if before else None
@@ -309,7 +318,16 @@ async def _all(quick: bool) -> Section:
             ok = run.deadlocks == 0 and run.exact and run.failures == 0
             section.row(f"N={n} writers, {label}", figure, ratio, "no deadlock, totals exact", ok)
             section.row(f"N={n} writers, {label}: locks, totals, machine", detail, "", "", None)
-    after_runs = [runs[("usage_stats", n)] for n in sizes]
+    if pooled is not None:
+        figure, detail = _describe(pooled)
+        ok = pooled.deadlocks == 0 and pooled.exact and pooled.failures == 0
+        label = f"N={sizes[-1]} writers through pgbouncer ({POOLED} server connections), after"
+        ratio = f"{pooled.rate / runs[('usage_stats', sizes[-1])].rate:.2f}x direct"
+        section.row(label, figure, ratio, "no deadlock, totals exact", ok)
+        section.row(f"{label}: locks, totals, machine", detail, "", "", None)
+    else:
+        section.note += " The run through pgbouncer was skipped: pgbouncer is not installed."
+    after_runs = [runs[("usage_stats", n)] for n in sizes] + ([pooled] if pooled else [])
     before_runs = [runs[("usage_stats_before", n)] for n in sizes] if before else []
 
     def safe(rs: list[Run]) -> str:

@@ -61,6 +61,7 @@ def make_stats(job: dict[str, Any]) -> Any:
         schema=job["schema"],
         flush_interval=timedelta(hours=1),  # only the loop's own flush() calls
         shutdown_timeout=timedelta(seconds=120),
+        statement_cache_size=job.get("statement_cache_size", 100),  # 0 behind pgbouncer
     )
     return pkg.UsageStats(config, clock=lambda: AT)
 
