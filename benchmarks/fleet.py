@@ -27,12 +27,13 @@ from typing import Any
 
 import asyncpg
 
-from . import baseline
+from . import baseline, fleet_sql
 from . import fleet_worker as worker
 from .private_pg import SETTINGS, Bouncer, PrivateServer, binaries
 from .report import Section
 
 _ROOT = Path(__file__).resolve().parent.parent
+SQL_CONNECTIONS = {False: 32, True: 8}  # connections of the SQL-only comparison (`fleet_sql.py`), full and quick
 POOLED = 20  # server connections of the pgbouncer run: the fleet shares them transaction by transaction
 # The fleet's backends (the writers' and the reader's, or pgbouncer's server connections), and the
 # state of those that hold a lock others wait for: in a statement ("running", or its wait event such
@@ -307,6 +308,14 @@ async def _all(quick: bool) -> Section:
         if Bouncer.available():
             with Bouncer(server.port, pool_size=POOLED) as bouncer:
                 pooled = await _window(server, dsn, "usage_stats", sizes[-1], seconds, bouncer=bouncer)
+        queued = await fleet_sql.compare(
+            server,
+            dsn,
+            n=SQL_CONNECTIONS[quick],
+            seconds=seconds / 2,
+            routes=worker.ROUTES,
+            categories=worker.CATEGORIES,
+        )
     for n in sizes:
         now = runs[("usage_stats", n)]
         then = runs.get(("usage_stats_before", n)) if before else None
@@ -327,6 +336,14 @@ async def _all(quick: bool) -> Section:
         section.row(f"{label}: locks, totals, machine", detail, "", "", None)
     else:
         section.note += " The run through pgbouncer was skipped: pgbouncer is not installed."
+    today = None
+    for name, (rate, cpu) in queued.items():
+        today = today or rate
+        section.row(
+            f"SQL only, {SQL_CONNECTIONS[quick]} connections, a flush-shaped transaction {name}",
+            f"{rate:,.0f} transactions/s, PostgreSQL {cpu:.1f} ms CPU each",
+            f"{rate / today:.2f}x",
+        )
     after_runs = [runs[("usage_stats", n)] for n in sizes] + ([pooled] if pooled else [])
     before_runs = [runs[("usage_stats_before", n)] for n in sizes] if before else []
 

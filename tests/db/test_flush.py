@@ -1,11 +1,14 @@
 """Writing a flush (issue 12, items 2-3): the event loop gets a turn between slices of a large flush,
 the temporary tables live in the flush's transaction only, and concurrent flushes of the same keys
-in any order never deadlock."""
+in any order never deadlock; and (item 5, `benchmarks/fleet.py`) what a flush holds while it waits
+for another flush's rows."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -16,6 +19,7 @@ import asyncpg
 import pytest
 from anyio.lowlevel import checkpoint
 
+from tests.conftest import StatsFactory
 from usage_stats import UsageConfig
 from usage_stats.anonymise import KeyEncoder
 from usage_stats.counters import CountKey, Pending, SeenKey
@@ -167,3 +171,56 @@ async def test_concurrent_flushes_of_the_same_keys_in_any_order_never_deadlock(
     assert await db.fetchval(f'SELECT count(*) FROM "{schema}".counts') == rounds * n
     assert await db.fetchval(f'SELECT sum(value) FROM "{schema}".counts') == rounds * n * writers
     assert await db.fetchval(f'SELECT count(*) FROM "{schema}".seen_keys') == n
+
+
+# The backend of this test's UsageStats that waits on a lock, with what it holds meanwhile.
+_WAITING = """
+SELECT pid, wait_event, backend_xid, backend_xmin FROM pg_stat_activity
+WHERE datname = current_database() AND application_name = 'usage_stats' AND wait_event_type = 'Lock'
+"""
+
+
+async def _waiting_backend(db: asyncpg.Connection) -> asyncpg.Record:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        row = await db.fetchrow(_WAITING)
+        if row is not None:
+            return row
+        await asyncio.sleep(0.02)
+    raise AssertionError("the flush never waited for the rows another transaction holds")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 12 item 5 (docs/scaling.md): a flush queued behind another flush of the same rows waits "
+    "inside its transaction with a transaction id (the ledger row) and a snapshot, so the rows' dead "
+    "versions cannot be pruned while the queue lasts; fixed by queueing flushes before either is taken",
+)
+async def test_a_flush_waiting_for_the_same_rows_holds_no_snapshot_and_no_transaction_id(
+    make_stats: StatsFactory, db: asyncpg.Connection, schema: str, pg_dsn: str
+) -> None:
+    """Every worker flushes the same routes, so flushes wait for each other's rows. While one waits it
+    must not hold back PostgreSQL's cleanup horizon: with N flushes queued, each row would keep N
+    versions that every flush walks (benchmarks/fleet.py measured PostgreSQL's CPU per flush at 3.5 ms
+    alone and 38 ms with 8 writers), so the rate one PostgreSQL absorbs fell as the fleet grew."""
+    async with make_stats() as stats:
+        stats.add("/items/{item_id}", "page", 1)
+        await stats.flush()
+        # Another flush in progress: it has updated the row and not committed yet.
+        other = await asyncpg.connect(pg_dsn)
+        try:
+            held = other.transaction()
+            await held.start()
+            await other.execute(f'UPDATE "{schema}".counts SET value = value + 1 WHERE event = $1', "/items/{item_id}")
+            stats.add("/items/{item_id}", "page", 2)
+            flush = asyncio.create_task(stats.flush())
+            try:
+                waiting = await _waiting_backend(db)
+                holds = {"transaction id": waiting["backend_xid"], "snapshot": waiting["backend_xmin"]}
+            finally:
+                await held.rollback()  # the other flush fails; this one goes on
+                await flush
+        finally:
+            await other.close()
+        assert await db.fetchval(f'SELECT value FROM "{schema}".counts WHERE event = $1', "/items/{item_id}") == 3
+        assert holds == {"transaction id": None, "snapshot": None}
