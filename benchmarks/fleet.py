@@ -34,6 +34,7 @@ from .report import Section
 
 _ROOT = Path(__file__).resolve().parent.parent
 SQL_CONNECTIONS = {False: 32, True: 8}  # connections of the SQL-only comparison (`fleet_sql.py`), full and quick
+HEADROOM = 2  # the share of the measured rate that docs/scaling.md keeps free
 POOLED = 20  # server connections of the pgbouncer run: the fleet shares them transaction by transaction
 # The fleet's backends (the writers' and the reader's, or pgbouncer's server connections), and the
 # state of those that hold a lock others wait for: in a statement ("running", or its wait event such
@@ -366,6 +367,18 @@ async def _all(quick: bool) -> Section:
         "",
         f"{runs[(before, top)].rate:,.0f}" if before else "",
         f"{runs[('usage_stats', top)].rate:,.0f}",
+        None,
+    )
+
+    def workers(rate: float) -> str:
+        return f"{rate * 60 / HEADROOM:,.0f}"
+
+    section.goal(
+        f"fleet: workers flushing every 60 s that one such PostgreSQL serves (N={top}'s flushes/s x 60 / "
+        f"{HEADROOM}, docs/scaling.md)",
+        "",
+        workers(runs[(before, top)].rate) if before else "",
+        workers(runs[("usage_stats", top)].rate),
         None,
     )
     return section
