@@ -88,6 +88,7 @@ class UsageMiddleware:
         # `_key` of the endpoint, route and FastAPI route context the app left in the scope -> an
         # `_Event`; only for templates that follow from those three alone
         self._events: BoundedCache[int, _Event] = BoundedCache(_CACHE_LIMIT)
+        self._event = self._events.get  # bound once: a dict subclass's method is slower to look up
         # a request that no route served, in an app whose framework leaves no template of its own
         self._not_found: _Event = (None, None, None, (BAD_REQUEST, NOT_FOUND), {}, {})
 
@@ -127,10 +128,10 @@ class UsageMiddleware:
             fastapi = scope.get("fastapi")
             if fastapi is None:
                 context = None
-                hit = self._events.get(id(endpoint) if route is None else id(route))
+                hit = self._event(id(endpoint) if route is None else id(route))
             else:
                 context = fastapi.get("effective_route_context") if type(fastapi) is dict else None
-                hit = self._events.get(_key(endpoint, route, context))
+                hit = self._event(_key(endpoint, route, context))
             if hit is None or hit[0] is not endpoint or hit[1] is not route or hit[2] is not context:
                 if (
                     endpoint is None
