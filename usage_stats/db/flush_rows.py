@@ -43,6 +43,20 @@ class Numbered:
         self.rows = 0
 
 
+class _Pace:
+    """Gives the event loop a turn once `SLICE` rows were handled since the last one (a small flush,
+    handled in one go, never waits for a turn)."""
+
+    def __init__(self) -> None:
+        self.since = 0
+
+    async def handled(self, rows: int) -> None:
+        self.since += rows
+        if self.since >= SLICE:
+            self.since = 0
+            await checkpoint()
+
+
 def _clean(name: str) -> str:
     # The common name needs no cleaning; checking that is much cheaper than cleaning it.
     if type(name) is str and len(name) <= MAX_NAME and name.isascii() and "\x00" not in name:
@@ -62,7 +76,7 @@ class _Renamed:
         return bool(self.dirty)
 
 
-async def _renamed(counts: dict[CountKey, int]) -> _Renamed:
+async def _renamed(counts: dict[CountKey, int], pace: _Pace) -> _Renamed:
     found = _Renamed()
     clean: dict[str, bool] = {}  # category -> whether it needs no cleaning
     items = iter(counts.items())
@@ -75,7 +89,7 @@ async def _renamed(counts: dict[CountKey, int]) -> _Renamed:
                 found.dirty.add((category, event))
                 key = (_clean(category), _clean(event))
                 found.sums[key] = found.sums.get(key, 0) + value
-        await checkpoint()
+        await pace.handled(len(part))
     return found
 
 
@@ -86,9 +100,10 @@ async def count_records(pending: Pending, numbered: Numbered) -> AsyncIterator[C
     Names almost always need no cleaning: those rows go out as they are, without building a second
     dict of every row (which would cost time, and make the garbage collector hold the loop)."""
     saturated = 0
+    pace = _Pace()
     for start, counts in list(pending.counts.items()):
         at = utc(start)
-        renamed = await _renamed(counts)
+        renamed = await _renamed(counts, pace)
         rows: Iterator[tuple[CountKey, int]] = iter(counts.items())  # a taken batch does not change
         if renamed:
             rows = chain(
@@ -104,7 +119,7 @@ async def count_records(pending: Pending, numbered: Numbered) -> AsyncIterator[C
                     saturated += 1
                 numbered.rows += 1
                 yield numbered.rows, at, category, event, value
-            await checkpoint()
+            await pace.handled(len(part))
     if saturated:
         logger.warning(
             "usage_stats: %d count(s) summed beyond the 64-bit range in memory; stored at the range's bound",
@@ -118,6 +133,7 @@ async def key_records(
     """The distinct keys of `days` in `pending`, encoded (hashed with the day's salt in the `hashed`
     scheme) `SLICE` at a time. Keys whose categories clean alike may repeat: they are stored once."""
     n = numbered.rows
+    pace = _Pace()
     for day in days:
         salt = None if salts is None else salts[day]
         for (kind, category), values in list(pending.seen[day].items()):
@@ -128,4 +144,4 @@ async def key_records(
                     n += 1
                     numbered.rows = n
                     yield n, day, name, key
-                await checkpoint()
+                await pace.handled(len(part))
