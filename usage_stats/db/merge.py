@@ -8,7 +8,7 @@ one (`write_copied`) copies them (binary `COPY`) into the temporary tables `flus
 spends checking arrays element by element, but a temporary table costs a few round trips and
 catalog rows, which a small flush would notice.
 
-Merging copied rows (`merge_counts`, `merge_keys`) first updates the count rows that are stored already;
+Merging copied rows (`_merge_counts`, `_merge_keys`) first updates the count rows that are stored already;
 what is left is new, and is inserted by a plain `INSERT ... SELECT`, which costs about half of an
 `INSERT ... ON CONFLICT` (no speculative insertion per row: measured in benchmarks/flush.py). If
 another process stored one of those rows meanwhile, the insert meets a unique violation: it is
