@@ -138,8 +138,9 @@ async def test_the_temporary_tables_live_in_the_flush_transaction_only(
 async def test_concurrent_flushes_of_the_same_keys_in_any_order_never_deadlock(
     pg_dsn: str, schema: str, db: asyncpg.Connection
 ) -> None:
-    """Four processes flush the same new count rows and keys at once, each in its own order: the
-    statements that store them sort them, so every flush takes its row locks in the same order."""
+    """Four processes flush the same new count rows and keys at once, each in its own order: flushes
+    queue for the counts table one at a time, and the statements that store the rows sort them (with
+    neither, this deadlocks)."""
     rounds, writers, n = 3, 4, 2_000
     stores = [await _store(pg_dsn, schema, user_ids="database") for _ in range(writers)]
     rng = random.Random(12)
@@ -190,12 +191,6 @@ async def _waiting_backend(db: asyncpg.Connection) -> asyncpg.Record:
     raise AssertionError("the flush never waited for the rows another transaction holds")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 item 5 (docs/scaling.md): a flush queued behind another flush of the same rows waits "
-    "inside its transaction with a transaction id (the ledger row) and a snapshot, so the rows' dead "
-    "versions cannot be pruned while the queue lasts; fixed by queueing flushes before either is taken",
-)
 async def test_a_flush_waiting_for_the_same_rows_holds_no_snapshot_and_no_transaction_id(
     make_stats: StatsFactory, db: asyncpg.Connection, schema: str, pg_dsn: str
 ) -> None:
