@@ -174,17 +174,19 @@ async def test_concurrent_flushes_of_the_same_keys_in_any_order_never_deadlock(
     assert await db.fetchval(f'SELECT count(*) FROM "{schema}".seen_keys') == n
 
 
-# The backend of this test's UsageStats that waits on a lock, with what it holds meanwhile.
+# The backend of this test's UsageStats that waits on a lock, with what it holds meanwhile (its statement
+# names the test's schema: other tests' flushes may be waiting in the same database at the same time).
 _WAITING = """
 SELECT pid, wait_event, backend_xid, backend_xmin FROM pg_stat_activity
 WHERE datname = current_database() AND application_name = 'usage_stats' AND wait_event_type = 'Lock'
+AND strpos(query, $1) > 0
 """
 
 
-async def _waiting_backend(db: asyncpg.Connection) -> asyncpg.Record:
+async def _waiting_backend(db: asyncpg.Connection, schema: str) -> asyncpg.Record:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        row = await db.fetchrow(_WAITING)
+        row = await db.fetchrow(_WAITING, f'"{schema}"')
         if row is not None:
             return row
         await asyncio.sleep(0.02)
@@ -210,7 +212,7 @@ async def test_a_flush_waiting_for_the_same_rows_holds_no_snapshot_and_no_transa
             stats.add("/items/{item_id}", "page", 2)
             flush = asyncio.create_task(stats.flush())
             try:
-                waiting = await _waiting_backend(db)
+                waiting = await _waiting_backend(db, schema)
                 holds = {"transaction id": waiting["backend_xid"], "snapshot": waiting["backend_xmin"]}
             finally:
                 await held.rollback()  # the other flush fails; this one goes on
