@@ -21,7 +21,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route, Router
 
 from usage_stats import UsageConfig, UsageMiddleware, UsageStats
-from usage_stats.db import maintenance
+from usage_stats.db import day_sums, maintenance
 from usage_stats.periods import Calendar
 
 from .report import Section
@@ -62,7 +62,10 @@ def _stats(dsn: str, schema: str, at: datetime, **overrides: Any) -> UsageStats:
 
 async def _populate_day_end(conn: asyncpg.Connection, schema: str, events: int, keys: int) -> None:
     s = f'"{schema}"'
-    await conn.execute(f"TRUNCATE {s}.counts, {s}.distinct_counts, {s}.seen_keys, {s}.salts")
+    await conn.execute(f"TRUNCATE {s}.counts, {s}.distinct_counts, {s}.seen_keys, {s}.salts, {s}.day_sums")
+    # The day's month is covered by the month sums of day rows, as on every day but a month's first.
+    await conn.execute(f"TRUNCATE {s}.day_sums_months")
+    await conn.execute(f"INSERT INTO {s}.day_sums_months VALUES ($1)", datetime(DAY.year, DAY.month, 1, tzinfo=UTC))
     start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC)
     await conn.execute(
         f"""INSERT INTO {s}.counts (level, start, category, event, value)
@@ -78,23 +81,28 @@ async def _populate_day_end(conn: asyncpg.Connection, schema: str, events: int, 
         DAY,
         keys,
     )
-    await conn.execute(f"UPDATE {s}.state SET maintained_through = $1", DAY - timedelta(days=1))
-    await conn.execute(f"VACUUM ANALYZE {s}.counts, {s}.seen_keys")
+    await conn.execute(f"UPDATE {s}.state SET maintained_through = $1, day_sums_through = $1", DAY - timedelta(days=1))
+    await conn.execute(f"VACUUM ANALYZE {s}.counts, {s}.seen_keys, {s}.day_sums")
 
 
 async def _populate_month(conn: asyncpg.Connection, schema: str, events: int) -> date:
     """31 days of January at day level; returns the day whose processing rolls them up."""
     s = f'"{schema}"'
     await conn.execute(f"TRUNCATE {s}.counts, {s}.distinct_counts, {s}.seen_keys, {s}.salts")
+    await conn.execute(f"TRUNCATE {s}.day_sums, {s}.day_sums_months")
     await conn.execute(
         f"""INSERT INTO {s}.counts (level, start, category, event, value)
             SELECT 2, '2026-01-01T00:00Z'::timestamptz + d * interval '1 day', 'page', '/event/' || e, 1 + (e % 7)
             FROM generate_series(0, 30) d, generate_series(1, $1) e""",
         events,
     )
+    async with conn.transaction():  # January's month sums, as maintenance kept them
+        await day_sums.cover(conn, s, Calendar(UsageConfig().zone, timedelta(hours=1)))
     process = date(2026, 2, 7)  # its day cut-off (keep_days = 7) is 1 February
-    await conn.execute(f"UPDATE {s}.state SET maintained_through = $1", process - timedelta(days=1))
-    await conn.execute(f"VACUUM ANALYZE {s}.counts")
+    await conn.execute(
+        f"UPDATE {s}.state SET maintained_through = $1, day_sums_through = $1", process - timedelta(days=1)
+    )
+    await conn.execute(f"VACUUM ANALYZE {s}.counts, {s}.day_sums")
     return process
 
 

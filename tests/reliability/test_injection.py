@@ -32,6 +32,8 @@ TABLES = {
     "schema_version",
     "flush_ledger",
     "calendar",
+    "day_sums",
+    "day_sums_months",
     "day_table",  # views are listed too
     "month_table",
 }

@@ -17,7 +17,7 @@ import asyncpg
 
 from ..config import UsageConfig
 from ..periods import Calendar, PeriodName, add_months, month_of
-from . import ledger
+from . import day_sums, ledger
 from .calendar_table import fill_calendar
 from .levels import Level
 from .migrations import LOCK_DAY_END, quote_ident
@@ -149,10 +149,20 @@ async def _close_day(conn: asyncpg.Connection, s: str, calendar: Calendar, keep:
     today = day + timedelta(days=1)  # the day on which this processing is due
     month = month_of(today)
     cut = _cutoffs(calendar, keep, today, month)
+    cached = day_sums.kept(calendar)  # the month sums of day rows follow every change of day rows
+    if cached:
+        await day_sums.begin(conn, s, day)
     # A cut-off before the first day a datetime can hold (keep_months=100000, say) has no older row.
     if cut["base"] is not None:
-        await _roll_counts(conn, s, calendar, Level.BASE, "day", cut["base"])
+        if cached:
+            span = await _span(conn, s, "counts", Level.BASE, cut["base"])
+            await day_sums.roll_base(conn, s, calendar, cut["base"], span)
+        else:
+            await _roll_counts(conn, s, calendar, Level.BASE, "day", cut["base"])
     if cut["day"] is not None:
+        if cached:
+            span = await _span(conn, s, "counts", Level.DAY, cut["day"])
+            await day_sums.take_rolled(conn, s, calendar, cut["day"], span)
         await _roll_counts(conn, s, calendar, Level.DAY, "month", cut["day"])
         starts = await _parents(conn, s, calendar, "distinct_counts", Level.DAY, "month", cut["day"])
         roll = _ROLL_DISTINCT.format(s=s, parent=PERIOD_OF.format(starts="$2", column="start"))
@@ -162,6 +172,10 @@ async def _close_day(conn: asyncpg.Connection, s: str, calendar: Calendar, keep:
     if cut["purge"] is not None:
         await conn.execute(f"DELETE FROM {s}.counts WHERE start < $1", cut["purge"])
         await conn.execute(f"DELETE FROM {s}.distinct_counts WHERE start < $1", cut["purge"])
+        if cached:
+            await day_sums.purge(conn, s, cut["purge"])
+    if cached:
+        await day_sums.end(conn, s, calendar, day)
 
 
 async def _roll_counts(
@@ -176,8 +190,15 @@ async def _parents(
     conn: asyncpg.Connection, s: str, calendar: Calendar, table: str, level: Level, period: PeriodName, cutoff: datetime
 ) -> list[datetime]:
     """The starts of the days or months that the rows of `level` older than `cutoff` roll into."""
+    return period_starts(calendar, period, *await _span(conn, s, table, level, cutoff))
+
+
+async def _span(
+    conn: asyncpg.Connection, s: str, table: str, level: Level, cutoff: datetime
+) -> tuple[datetime | None, datetime | None]:
+    """The first and last start of the rows of `level` older than `cutoff`."""
     first, last = (await conn.fetch(_ROLLED_SPAN.format(s=s, table=table), int(level), cutoff))[0]
-    return period_starts(calendar, period, first, last)
+    return first, last
 
 
 def _cutoffs(calendar: Calendar, keep: Retention, today: date, month: date) -> dict[str, datetime | None]:

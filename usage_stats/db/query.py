@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 
 from ..periods import Calendar, PeriodName
+from . import day_sums
 from .levels import Level
 from .migrations import quote_ident
 from .periodkeys import period_starts
@@ -53,7 +54,7 @@ READ_SETTINGS = "SET LOCAL jit = off; SET LOCAL enable_sort = off"
 # Either way PostgreSQL reads one period at a time along the primary key: a small group per
 # period, never a sort or a hash of the whole range (which the planner picks on a guess, and
 # spills to disk). The base table, a day or two of base periods, is one range grouped by start.
-_COUNTS_PER_PERIOD = saturating("""
+_OWN_ROWS = """
 SELECT g.* FROM unnest($1::smallint[]) AS l(level), unnest($6::timestamptz[], $7::timestamptz[]) AS b(p, stop),
 LATERAL (
     SELECT start, category, l.level = 4, {names}, array_agg(value)
@@ -62,7 +63,8 @@ LATERAL (
       AND ($5::text[] IS NULL OR category = ANY($5::text[]))
     GROUP BY start, category
 ) AS g
-UNION ALL
+"""
+_FINER_ROWS = """
 SELECT b.p, f.category, false, {names}, array_agg(f.value)
 FROM unnest($8::timestamptz[], $9::timestamptz[]) AS b(p, stop), LATERAL (
     SELECT category, event, least(greatest(sum(value), {lo}), {hi})::bigint AS value
@@ -72,13 +74,48 @@ FROM unnest($8::timestamptz[], $9::timestamptz[]) AS b(p, stop), LATERAL (
     GROUP BY 1, 2
 ) AS f
 GROUP BY 1, 2
-""")
+"""
+_COUNTS_PER_PERIOD = saturating(_OWN_ROWS + "UNION ALL" + _FINER_ROWS)
 
-# The first and last start of the rows of each level in [lo, hi): two probes of the primary key.
+# A month table where maintenance keeps the month sums of day rows (`day_sums`): the finer rows of
+# a month it covers (and that [$3, $4) holds whole) are its base rows, summed, plus those sums, in
+# place of its day rows ($10: the finer levels but the day), unless days were maintained without
+# keeping the sums (`day_sums`). Other months are summed as above.
+_CACHED_MONTHS = """
+SELECT b.p, f.category, false, {names}, array_agg(f.value)
+FROM unnest($8::timestamptz[], $9::timestamptz[]) AS b(p, stop)
+CROSS JOIN LATERAL (
+    SELECT b.p >= $3 AND b.stop <= $4 AND EXISTS (SELECT FROM {s}.day_sums_months WHERE month = b.p)
+       AND (SELECT day_sums_through IS NOT DISTINCT FROM maintained_through FROM {s}.state) AS cached
+) AS k,
+LATERAL (
+    SELECT category, event, least(greatest(sum(value), {lo}), {hi})::bigint AS value
+    FROM (
+        SELECT category, event, sum(value) AS value
+        FROM {s}.counts
+        WHERE level = ANY(CASE WHEN k.cached THEN $10::smallint[] ELSE $2::smallint[] END)
+          AND start >= b.p AND start < b.stop AND start >= $3 AND start < $4
+          AND ($5::text[] IS NULL OR category = ANY($5::text[]))
+        GROUP BY 1, 2
+        UNION ALL
+        SELECT category, event, value FROM {s}.day_sums
+        WHERE k.cached AND month = b.p AND ($5::text[] IS NULL OR category = ANY($5::text[]))
+    ) AS u
+    GROUP BY 1, 2
+) AS f
+GROUP BY 1, 2
+"""
+_COUNTS_CACHED = saturating(_OWN_ROWS + "UNION ALL" + _CACHED_MONTHS)
+
+# The first and last start of the rows of each level in [lo, hi): two probes of the primary key
+# (`min()` and `max()` of a range in a lateral subquery read the whole range); and whether the
+# schema has the month sums of day rows (a schema older than migration 0005 has not).
 _SPANS = """
-SELECT l.level, m.first, m.last FROM unnest($1::smallint[]) AS l(level), LATERAL (
-    SELECT min(start) AS first, max(start) AS last FROM {s}.counts WHERE level = l.level AND start >= $2 AND start < $3
-) AS m
+SELECT l.level,
+       (SELECT start FROM {s}.counts WHERE level = l.level AND start >= $2 AND start < $3 ORDER BY start LIMIT 1),
+       (SELECT start FROM {s}.counts WHERE level = l.level AND start >= $2 AND start < $3 ORDER BY start DESC LIMIT 1),
+       to_regclass($4) IS NOT NULL
+FROM unnest($1::smallint[]) AS l(level)
 """
 
 _INSTANT = timedelta(microseconds=1)
@@ -104,7 +141,7 @@ async def count_rows(
     s = quote_ident(schema)
     cats = list(categories) if categories is not None else None
     own, finer = [int(level) for level in levels], [int(level) for level in finer_levels]
-    spans = await conn.fetch(_SPANS.format(s=s), own + finer, lo, hi)
+    spans = await conn.fetch(_SPANS.format(s=s), own + finer, lo, hi, f"{s}.day_sums_months")
     if period == "base":  # base periods are not days or months: one range, grouped by start
         stored, ends, finer_starts, finer_ends = [lo], [hi], [], []
     else:
@@ -112,11 +149,15 @@ async def count_rows(
         ends = [calendar.period_ceil(period, p + _INSTANT) for p in stored]
         finer_starts = period_starts(calendar, period, *_span(spans, finer))
         finer_ends = [calendar.period_ceil(period, p + _INSTANT) for p in finer_starts]
-    args = (own, finer, lo, hi, cats, stored, ends, finer_starts, finer_ends)
-    records = await conn.fetch(_COUNTS_PER_PERIOD.format(s=s, names=_JOINED), *args)
+    args: tuple[Any, ...] = (own, finer, lo, hi, cats, stored, ends, finer_starts, finer_ends)
+    sql = _COUNTS_PER_PERIOD
+    if period == "month" and Level.DAY in finer and day_sums.kept(calendar) and spans and spans[0][3]:
+        sql = _COUNTS_CACHED
+        args = (*args, [level for level in finer if level != Level.DAY])
+    records = await conn.fetch(sql.format(s=s, names=_JOINED), *args)
     counts = [PeriodCounts(r[0], r[1], r[2], r[3].split(SEPARATOR), r[4]) for r in records]
     if any(len(c.events) != len(c.values) for c in counts):  # a name holds the separator
-        records = await conn.fetch(_COUNTS_PER_PERIOD.format(s=s, names="array_agg(event)"), *args)
+        records = await conn.fetch(sql.format(s=s, names="array_agg(event)"), *args)
         counts = [PeriodCounts(r[0], r[1], r[2], r[3], r[4]) for r in records]
     return counts
 

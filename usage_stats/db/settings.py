@@ -18,6 +18,7 @@ import asyncpg
 
 from ..config import UsageConfig
 from ..errors import ConfigError
+from . import day_sums
 from .migrations import quote_ident
 
 __all__ = [
@@ -182,6 +183,8 @@ async def change_settings(conn: asyncpg.Connection, schema: str, new: Settings) 
                             f"{name}: cannot change {old.describe(name)} to {new.describe(name)}: schema {schema!r} "
                             f"holds {rows} {_WHY[table]} made with the old value, which cannot be converted"
                         )
+            if {"timezone", "base_period"} & set(old.differences(new)):
+                await day_sums.forget(conn, s)  # derived, and its months are the old zone's
         await conn.execute(
             f"INSERT INTO {s}.settings (timezone, base_period, user_ids) VALUES ($1, $2, $3)"
             " ON CONFLICT (id) DO UPDATE SET timezone = excluded.timezone, base_period = excluded.base_period,"
