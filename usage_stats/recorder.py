@@ -7,7 +7,7 @@ Synchronous, no I/O: the flusher takes what is pending (`take`) and gives it bac
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 
 from . import kinds
 from .anonymise import AddressCutter
@@ -16,7 +16,7 @@ from .config import UsageConfig
 from .counters import OTHER, STATUS, Counters, CountKey, Pending, SeenKey, Slot
 from .periods import Calendar
 
-__all__ = ["USER", "VISITOR", "Recorder", "Slot", "cap_period_keys"]
+__all__ = ["CAP_SLICE", "USER", "VISITOR", "Recorder", "Slot", "cap_period_keys", "capping"]
 
 USER: SeenKey = (kinds.USER, "user")
 VISITOR: SeenKey = (kinds.VISITOR, "visitor")
@@ -102,11 +102,15 @@ class Recorder:
         self.counters.drain()
 
     def take(self) -> Pending:
-        """Take everything pending for a flush, its count keys capped across flushes (`cap_period_keys`)."""
-        taken = self.counters.take()
-        if taken:
-            cap_period_keys(taken, self._admitted, self.max_keys_per_period)
-        return taken
+        """Take everything pending for a flush (a swap). Its count keys are not capped across flushes
+        yet: `cap(taken)` does that, a slice at a time."""
+        return self.counters.take()
+
+    def cap(self, taken: Pending) -> Iterator[None]:
+        """Cap the count keys of `taken` across flushes (`capping`), yielding between slices of
+        `CAP_SLICE` keys so that the caller can give the event loop a turn: 100,000 new keys cost
+        tens of milliseconds in one go."""
+        return capping(taken, self._admitted, self.max_keys_per_period)
 
     def restore(self, taken: Pending) -> None:
         """Give back what a failed flush took."""
@@ -118,21 +122,45 @@ class Recorder:
         return taken.total_counts + taken.total_keys
 
 
+CAP_SLICE = 4_096
+
+
 def cap_period_keys(pending: Pending, admitted: dict[int, set[CountKey]], max_keys: int) -> int:
+    """`capping` in one go; returns how many keys were folded into `<other>`."""
+    steps = capping(pending, admitted, max_keys)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            folded: int = done.value
+            return folded
+
+
+def capping(
+    pending: Pending, admitted: dict[int, set[CountKey]], max_keys: int, slice_size: int = CAP_SLICE
+) -> Generator[None, None, int]:
     """Keep the count keys of each base period within `max_keys` across flushes (the counters cap
     them only between two flushes): a key new to a period whose quota is used is added to `<other>`
-    of its category. `admitted` remembers each period's keys; only the two newest periods are kept.
-    Returns how many keys were folded into `<other>`."""
+    of its category, in the order the keys were first counted. `admitted` remembers each period's
+    keys; only the two newest periods are kept. Yields after each `slice_size` keys looked at (only
+    the flush's own `pending` and `admitted` change, so the recorder may go on meanwhile); returns
+    how many keys were folded into `<other>`."""
     folded = 0
     for start, counts in pending.counts.items():
         known = admitted.setdefault(start, set())
-        for key in [k for k in counts if k not in known and k[0] != STATUS and k[1] != OTHER]:
-            if len(known) < max_keys:
-                known.add(key)
-                continue
-            other = (key[0], OTHER)
-            counts[other] = counts.get(other, 0) + counts.pop(key)
-            folded += 1
+        keys = list(counts)
+        for lo in range(0, len(keys), slice_size):
+            if lo:
+                yield
+            for key in keys[lo : lo + slice_size]:
+                if key in known or key[0] == STATUS or key[1] == OTHER:
+                    continue
+                if len(known) < max_keys:
+                    known.add(key)
+                    continue
+                other = (key[0], OTHER)
+                counts[other] = counts.get(other, 0) + counts.pop(key)
+                folded += 1
     for start in sorted(admitted)[:-2]:
         del admitted[start]
     return folded

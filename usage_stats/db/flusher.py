@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from datetime import date, timedelta
 
 import anyio
+from anyio.lowlevel import checkpoint
 
 from ..anonymise import KeyEncoder
 from ..config import UsageConfig
@@ -72,6 +73,12 @@ class Flusher:
             taken = self.recorder.take()
             if not taken:
                 return
+            try:
+                for _ in self.recorder.cap(taken):
+                    await checkpoint()  # a turn of the event loop between slices of keys
+            except BaseException:  # cancelled (shutdown): what was taken goes back
+                self.recorder.restore(taken)
+                raise
             await self.delivery.send(taken, write, self.recorder.restore)
 
     async def flush_keys_through(self, last_ended: date) -> None:
