@@ -279,7 +279,7 @@ async def _all(quick: bool) -> Section:
     seconds = 3.0 if quick else 15.0
     flush_rows = worker.ROUTES * len(worker.CATEGORIES)
     section = Section(
-        "8. A fleet of writers on one PostgreSQL",
+        "9. A fleet of writers on one PostgreSQL",
         f"N writer processes (each a `UsageStats` with its own asyncpg pool: the library's pool, min 0 and "
         f"max 4 connections, of which a writer that only flushes uses one) record {worker.ROUTES} routes x "
         f"{len(worker.CATEGORIES)} categories ({flush_rows} count rows, the same in every writer) plus "

@@ -4,7 +4,7 @@ N connections of one process run, back to back, a transaction shaped like a flus
 (the flush ledger's, which gives the transaction an ID) and then the additive upsert of the same
 800 count rows as every other connection. Two ways, side by side on the same server:
 
-- as flushes do today: a transaction queued behind another one's rows waits inside its upsert,
+- as flushes did before the queue lock: a transaction queued behind another one's rows waits inside its upsert,
   holding its transaction ID and its statement's snapshot, so PostgreSQL cannot prune the dead
   versions that the transactions ahead leave in those rows, and every flush walks them;
 - queued first: the transaction starts with `LOCK TABLE counts IN SHARE ROW EXCLUSIVE MODE` (a lock
@@ -41,7 +41,7 @@ ON CONFLICT (level, start, category, event)
 DO UPDATE SET value = least(greatest(c.value::numeric + excluded.value, -9223372036854775808), 9223372036854775807)
 """
 VARIANTS = {
-    "as flushes do today": (),
+    "as flushes did before the queue lock": (),
     "queued first (LOCK TABLE ... SHARE ROW EXCLUSIVE)": ("LOCK TABLE counts IN SHARE ROW EXCLUSIVE MODE",),
 }
 
