@@ -8,11 +8,8 @@ a schema of its own that is dropped afterwards.
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
-import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -24,32 +21,11 @@ from usage_stats import UsageConfig, UsageMiddleware, UsageStats
 from usage_stats.db import day_sums, maintenance
 from usage_stats.periods import Calendar
 
+from . import common
+from .common import Clock, timed
 from .report import Section
 
 DAY = date(2026, 3, 10)  # the day the recorded traffic happens on
-
-
-class Clock:
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
-
-
-async def _dsn() -> tuple[str, Any]:
-    dsn = os.environ.get("USAGE_STATS_TEST_DSN") or os.environ.get("USAGE_STATS_DSN")
-    if dsn:
-        return dsn, None
-    from usage_stats.embedded import start_embedded
-
-    return await start_embedded()
-
-
-async def _timed(fn: Callable[[], Awaitable[object]]) -> float:
-    start = time.perf_counter()
-    await fn()
-    return time.perf_counter() - start
 
 
 def _stats(dsn: str, schema: str, at: datetime, **overrides: Any) -> UsageStats:
@@ -156,10 +132,10 @@ async def maintenance_bench(dsn: str, schema: str, quick: bool) -> Section:
                     for sql, params in zip(_BASE_DAY_END, args, strict=True):
                         await conn.execute(sql.format(s=s), *params)
 
-            base_day.append(await _timed(base))
+            base_day.append(await timed(base))
             await _populate_day_end(conn, schema, events, keys)
             lib_day.append(
-                await _timed(
+                await timed(
                     lambda: maintenance.maintain(conn, schema, calendar, _DAY_END, last_ended=DAY, first_day=DAY)
                 )
             )
@@ -170,10 +146,10 @@ async def maintenance_bench(dsn: str, schema: str, quick: bool) -> Section:
                     for sql in _BASE_MONTH:
                         await conn.execute(sql.format(s=s), _MONTH_CUT)
 
-            base_month.append(await _timed(base_m))
+            base_month.append(await timed(base_m))
             await _populate_month(conn, schema, events)
             lib_month.append(
-                await _timed(
+                await timed(
                     lambda p=process: maintenance.maintain(conn, schema, calendar, _MONTH, last_ended=p, first_day=p)
                 )
             )
@@ -257,7 +233,7 @@ async def load_bench(dsn: str, schema: str, quick: bool) -> Section:
 
 
 async def _all(quick: bool) -> list[Section]:
-    dsn, server = await _dsn()
+    dsn, server = await common.dsn()
     sections = []
     try:
         for bench in (maintenance_bench, load_bench):

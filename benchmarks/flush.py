@@ -21,11 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import os
 import statistics
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from types import ModuleType
 from typing import Any
@@ -36,28 +34,12 @@ from starlette.routing import Route, Router
 
 import usage_stats
 
-from . import baseline
+from . import baseline, common
+from .common import Clock, timed
 from .report import Section
 
 AT = datetime(2026, 3, 10, 12, 30, tzinfo=UTC)
 DAY = date(2026, 3, 10)
-
-
-class Clock:
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
-
-
-async def _dsn() -> tuple[str, Any]:
-    dsn = os.environ.get("USAGE_STATS_TEST_DSN") or os.environ.get("USAGE_STATS_DSN")
-    if dsn:
-        return dsn, None
-    from usage_stats.embedded import start_embedded
-
-    return await start_embedded()
 
 
 def _stats(package: ModuleType, dsn: str, schema: str, n: int) -> Any:
@@ -118,12 +100,6 @@ class Ticker:
             await self._task
 
 
-async def _timed(fn: Callable[[], Awaitable[object]]) -> float:
-    start = time.perf_counter()
-    await fn()
-    return time.perf_counter() - start
-
-
 # -- speed -----------------------------------------------------------------------------------------
 
 
@@ -141,7 +117,7 @@ async def _floors(conn: asyncpg.Connection, schema: str, n: int) -> tuple[float,
                 await conn.copy_records_to_table(ct, records=counts, schema_name=schema)
                 await conn.copy_records_to_table(kt, records=keys, schema_name=schema)
 
-        times.append(await _timed(copy))
+        times.append(await timed(copy))
     return times[0], times[1]
 
 
@@ -160,7 +136,7 @@ async def _flush_time(
         await conn.execute(f'TRUNCATE "{schema}".counts, "{schema}".seen_keys')
     _record(stats, n, tag)
     async with ticker or Ticker() as ticking:
-        seconds = await _timed(stats.flush)
+        seconds = await timed(stats.flush)
     return seconds, ticking.worst
 
 
@@ -246,7 +222,7 @@ async def small(dsn: str, schemas: tuple[str, str], flushes: int, section: Secti
                 for i in range(100):
                     stats.count(f"/small/{i}", "page")
                     stats.seen_visitor(f"172.{16 + r // 256 % 16}.{r % 256}.{i}")
-                times.setdefault(name, []).append(await _timed(stats.flush))
+                times.setdefault(name, []).append(await timed(stats.flush))
     a, bt = statistics.median(times["after"]), statistics.median(times["before"])
     section.row(
         f"small flush (100 count rows + 100 visitors), median of {flushes}: usage_stats / usage_stats_before",
@@ -352,7 +328,7 @@ async def refusals(dsn: str, schema: str, n: int, rounds: int, section: Section)
                         _record(stats, n, 300 + r * 4 + bad % 7)
                         for i in range(bad):
                             stats.count(f"bad{i}", "page")
-                        times.setdefault(bad, []).append(await _timed(stats.flush))
+                        times.setdefault(bad, []).append(await timed(stats.flush))
             finally:
                 await conn.execute(f'ALTER TABLE "{schema}".counts DROP CONSTRAINT refuse')
     finally:
@@ -485,7 +461,7 @@ async def _all(quick: bool) -> Section:
         "request was due (median of 5 rounds, windows with and without flushes alternating), while other traffic "
         "records half as many new keys, 500 every 5 ms, and they are flushed, or thrown away.",
     )
-    dsn, server = await _dsn()
+    dsn, server = await common.dsn()
     schemas = ("bench_" + uuid.uuid4().hex[:10], "bench_" + uuid.uuid4().hex[:10])
     try:
         await speed(dsn, schemas, n, rounds, section)

@@ -18,9 +18,7 @@ rows in a schema of its own. Everything runs on the server of `USAGE_STATS_TEST_
 from __future__ import annotations
 
 import asyncio
-import os
 import statistics
-import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -33,33 +31,11 @@ import httpx
 from usage_stats import UsageConfig, UsageStats
 from usage_stats.db import day_sums
 
-from . import baseline
+from . import baseline, common
+from .common import Clock, timed
 from .report import Section
 
 _HOUR = timedelta(hours=1)
-
-
-class Clock:
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
-
-
-async def _dsn() -> tuple[str, Any]:
-    dsn = os.environ.get("USAGE_STATS_TEST_DSN") or os.environ.get("USAGE_STATS_DSN")
-    if dsn:
-        return dsn, None
-    from usage_stats.embedded import start_embedded
-
-    return await start_embedded()
-
-
-async def _timed(fn: Callable[[], Awaitable[object]]) -> float:
-    start = time.perf_counter()
-    await fn()
-    return time.perf_counter() - start
 
 
 def _open(package: ModuleType, dsn: str, schema: str, clock: Clock) -> Any:
@@ -87,7 +63,7 @@ class Rounds:
         self.times: dict[str, list[float]] = {}
 
     async def time(self, name: str, fn: Callable[[], Awaitable[object]]) -> None:
-        self.times.setdefault(name, []).append(await _timed(fn))
+        self.times.setdefault(name, []).append(await timed(fn))
 
     def __getitem__(self, name: str) -> float:
         return statistics.median(self.times[name])
@@ -380,7 +356,7 @@ async def service_bench(dsn: str, quick: bool) -> Section:
 
 
 async def _all(quick: bool) -> list[Section]:
-    dsn, server = await _dsn()
+    dsn, server = await common.dsn()
     try:
         return [await big_bench(dsn, quick), await service_bench(dsn, quick)]
     finally:
