@@ -76,10 +76,11 @@ async def write_pending(
     async with conn.transaction():
         # Shared: flushes run side by side, but never while a day is being closed.
         await conn.execute("SELECT pg_advisory_xact_lock_shared(hashtext($1), $2)", schema, LOCK_DAY_END)
-        # Then one flush at a time (readers are not held up): a flush queued here holds neither a
-        # transaction id nor a snapshot, whereas one that waited for another's rows inside its upsert
-        # would hold both, and keep the dead row versions of every flush ahead of it from being pruned
-        # (docs/scaling.md). After the lock above, which day-end maintenance takes before the tables.
+        # Then one flush at a time (readers are not held up): a flush queued here holds no transaction
+        # id and has run no statement that needs a snapshot, whereas one that waited for another's rows
+        # inside its upsert held both, and kept the dead row versions of every flush ahead of it from
+        # being pruned (docs/scaling.md). After the lock above, which day-end maintenance takes before
+        # the tables.
         await conn.execute(f"LOCK TABLE {s}.counts IN SHARE ROW EXCLUSIVE MODE")
         fresh, done = await ledger.claim(conn, s, flush, at)
         if not fresh:
