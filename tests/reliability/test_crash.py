@@ -31,6 +31,17 @@ async def _wait_stored(pg_dsn: str, schema: str, n: int) -> dict[tuple[str, str]
         await anyio.sleep(0.1)
 
 
+async def _wait_backends_gone(db: asyncpg.Connection) -> None:
+    """Until the killed process's database sessions have ended: a flush whose COMMIT reached the
+    server before the kill is committed by the server afterwards, so the counts are read only then."""
+    deadline = time.monotonic() + 20
+    query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'usage_stats' AND pid <> pg_backend_pid()"
+    while time.monotonic() < deadline:
+        if not await db.fetchval(query):
+            return
+        await anyio.sleep(0.05)
+
+
 @pytest.mark.slow
 async def test_sigkill_loses_at_most_the_last_flush_and_restarts_clean(
     pg_dsn: str, schema: str, tmp_path: Path, db: asyncpg.Connection
@@ -53,6 +64,7 @@ async def test_sigkill_loses_at_most_the_last_flush_and_restarts_clean(
             load.stop()
     finally:
         server.close()
+    await _wait_backends_gone(db)
     stored = await stored_counts(pg_dsn, schema)
     answered = 300 + len(load.ok)
     recent = sum(1 for r in load.ok if load.started + r.at + r.latency > killed_at - 1.0)
