@@ -36,6 +36,18 @@ def documented_grants(schema: str, role: str) -> list[str]:
     return [s.strip() for s in block.split(";") if s.strip()]
 
 
+async def migrate_and_grant(owner_dsn: str, schema: str, app_role: str) -> int:
+    """`usage-stats migrate` as the owner, then the documented GRANTs to `app_role`; the CLI's exit status."""
+    status = await anyio.to_thread.run_sync(main, ["migrate", "--dsn", owner_dsn, "--schema", schema])
+    owner = await asyncpg.connect(owner_dsn)
+    try:
+        for statement in documented_grants(schema, app_role):
+            await owner.execute(statement)
+    finally:
+        await owner.close()
+    return status
+
+
 def as_role(dsn: str, role: str) -> str:
     parts = urlsplit(dsn)
     host = parts.netloc.rsplit("@", 1)[-1]
@@ -72,14 +84,7 @@ async def test_a_least_privilege_role_runs_the_app(
     pg_dsn: str, schema: str, roles: Roles, clock: FakeClock, db: asyncpg.Connection
 ) -> None:
     owner_dsn, app_dsn = as_role(pg_dsn, roles.owner), as_role(pg_dsn, roles.app)
-    status = await anyio.to_thread.run_sync(lambda: main(["migrate", "--dsn", owner_dsn, "--schema", schema]))
-    assert status == 0
-    owner = await asyncpg.connect(owner_dsn)
-    try:
-        for statement in documented_grants(schema, roles.app):
-            await owner.execute(statement)
-    finally:
-        await owner.close()
+    assert await migrate_and_grant(owner_dsn, schema, roles.app) == 0
 
     app = await asyncpg.connect(app_dsn)
     try:  # the role really is restricted: no DDL on the schema nor in the database
@@ -124,13 +129,7 @@ async def test_the_app_role_waits_for_the_owner_to_migrate(
         stats.add("/", "page", 5)
         with pytest.raises(StoreUnavailableError, match="permission denied"):
             await stats.flush()
-        await anyio.to_thread.run_sync(main, ["migrate", "--dsn", owner_dsn, "--schema", schema])
-        owner = await asyncpg.connect(owner_dsn)
-        try:
-            for statement in documented_grants(schema, roles.app):
-                await owner.execute(statement)
-        finally:
-            await owner.close()
+        await migrate_and_grant(owner_dsn, schema, roles.app)
         with anyio.fail_after(60):
             while True:  # the background retry (backing off) gets through
                 if not stats.pending:
@@ -179,14 +178,7 @@ async def test_a_large_flush_copies_with_temporary_on_the_database_and_sends_arr
             await here.execute(f'REVOKE TEMPORARY ON DATABASE "{database}" FROM PUBLIC')
             await here.execute(f'GRANT CREATE ON DATABASE "{database}" TO "{roles.owner}"')
             owner_dsn, app_dsn = as_role(dsn, roles.owner), as_role(dsn, roles.app)
-            status = await anyio.to_thread.run_sync(main, ["migrate", "--dsn", owner_dsn, "--schema", schema])
-            assert status == 0
-            owner = await asyncpg.connect(owner_dsn)
-            try:
-                for statement in documented_grants(schema, roles.app):
-                    await owner.execute(statement)
-            finally:
-                await owner.close()
+            assert await migrate_and_grant(owner_dsn, schema, roles.app) == 0
             config = UsageConfig(dsn=app_dsn, schema=schema, flush_interval=timedelta(hours=1))
             async with UsageStats(config, clock=clock) as stats:
                 stats.add("/", "page", 5)
