@@ -5,13 +5,14 @@ turn of the event loop between slices, and nothing lost when the flush is cancel
 from __future__ import annotations
 
 import random
+from collections.abc import Generator
 
 import anyio
 import pytest
 
 from tests.conftest import StatsFactory
 from usage_stats.counters import OTHER, STATUS, CountKey, Pending
-from usage_stats.recorder import CAP_SLICE, Recorder, cap_period_keys, capping
+from usage_stats.recorder import CAP_SLICE, Recorder, capping
 
 
 def _capped_at_once(pending: Pending, admitted: dict[int, set[CountKey]], max_keys: int) -> int:
@@ -31,6 +32,16 @@ def _capped_at_once(pending: Pending, admitted: dict[int, set[CountKey]], max_ke
     return folded
 
 
+def _finish(steps: Generator[None, None, int]) -> int:
+    """Run `capping` to its end, slice after slice; how many keys it folded."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            folded: int = done.value
+            return folded
+
+
 def _random_case(rng: random.Random) -> tuple[Pending, dict[int, set[CountKey]], int]:
     keys = [(rng.choice(["page", "api", STATUS]), f"/e{rng.randrange(60)}") for _ in range(rng.randrange(120))]
     keys += [("page", OTHER)] * rng.randrange(2)
@@ -48,23 +59,16 @@ def test_capping_a_slice_at_a_time_gives_what_one_pass_gives(seed: int) -> None:
     pending, admitted, max_keys = _random_case(rng)
     expected_pending, expected_admitted = _random_case(random.Random(seed))[:2]
     expected_folded = _capped_at_once(expected_pending, expected_admitted, max_keys)
-    steps = capping(pending, admitted, max_keys, slice_size=rng.randrange(1, 8))
-    folded = None
-    while folded is None:
-        try:
-            next(steps)
-        except StopIteration as done:
-            folded = done.value
-    assert folded == expected_folded
+    assert _finish(capping(pending, admitted, max_keys, slice_size=rng.randrange(1, 8))) == expected_folded
     assert pending.counts == expected_pending.counts
     assert [list(c) for c in pending.counts.values()] == [list(c) for c in expected_pending.counts.values()]
     assert admitted == expected_admitted
     assert pending.total_counts == expected_pending.total_counts
 
 
-def test_cap_period_keys_is_the_whole_capping() -> None:
+def test_capping_folds_the_keys_past_the_quota_into_other() -> None:
     pending = Pending({0: {("page", f"/e{i}"): 1 for i in range(10_000)}})
-    assert cap_period_keys(pending, {}, 100) == 9_900
+    assert _finish(capping(pending, {}, 100)) == 9_900
     assert pending.counts[0][("page", OTHER)] == 9_900
     assert len(pending.counts[0]) == 101
 

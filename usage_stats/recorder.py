@@ -16,7 +16,7 @@ from .config import UsageConfig
 from .counters import OTHER, STATUS, Counters, CountKey, Pending, SeenKey, Slot
 from .periods import Calendar
 
-__all__ = ["CAP_SLICE", "USER", "VISITOR", "Recorder", "Slot", "cap_period_keys", "capping"]
+__all__ = ["CAP_SLICE", "USER", "VISITOR", "Recorder", "Slot", "capping"]
 
 USER: SeenKey = (kinds.USER, "user")
 VISITOR: SeenKey = (kinds.VISITOR, "visitor")
@@ -123,17 +123,6 @@ class Recorder:
 
 
 CAP_SLICE = 4_096
-
-
-def cap_period_keys(pending: Pending, admitted: dict[int, set[CountKey]], max_keys: int) -> int:
-    """`capping` in one go; returns how many keys were folded into `<other>`."""
-    steps = capping(pending, admitted, max_keys)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            folded: int = done.value
-            return folded
 
 
 def capping(
