@@ -17,11 +17,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import database, fleet, flush, http, inprocess, memory, recording, tables
+from . import database, fleet, flush, http, inprocess, instructions, memory, recording, tables
 from .report import Section, machine, summary
 
 _BENCHMARKS: dict[str, Callable[[bool], Section | list[Section]]] = {
     "inprocess": inprocess.run,
+    "instructions": instructions.run,
     "http": http.run,
     "recording": recording.run,
     "flush": flush.run,

@@ -23,6 +23,8 @@ from starlette.websockets import WebSocket
 from tests.apps import client, http_scope, recorded, shop_app
 from tests.conftest import StatsFactory
 from usage_stats import UsageMiddleware, UsageStats
+from usage_stats.counters import FOLD_AT
+from usage_stats.recorder import VISITOR
 from usage_stats.routes import RouteTemplates
 
 
@@ -313,6 +315,46 @@ async def test_garbage_or_missing_client_counts_no_visitor(make_stats: StatsFact
             await mw(scope, _receive, _discard)
         counts = await recorded(stats)
     assert counts == {("bad-req", "not-found"): 3, ("status", "2xx"): 3}
+
+
+async def test_clients_of_a_broken_server_on_the_fast_path_count_as_the_slow_path_does(
+    make_stats: StatsFactory,
+) -> None:
+    """The fast path keeps the ASGI `client` pair itself and takes its address when it folds (at
+    `FOLD_AT` values and on every read): every shape of client a broken server may give counts as
+    reading it at once does, with addresses cut before anything else sees them."""
+    clients: list[object] = [
+        ("198.51.100.7", 1),  # a visitor
+        None,  # no client: no visitor
+        ["198.51.100.8", 2],  # a list, not a tuple: still the same network
+        ("2001:db8:1:2::9",),  # no port
+        "203.0.113.5",  # a string, not a pair: no visitor
+        (5, 1),  # no address: no visitor
+        (),  # no visitor
+    ]
+    requests = 3 * FOLD_AT + 5
+
+    async def endpoint(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    app = Starlette(routes=[Route("/items/{n}", endpoint)])
+    async with make_stats() as stats:
+        app.add_middleware(UsageMiddleware, stats=stats)
+        handler = app.build_middleware_stack()
+        buffered = 0
+        for i in range(requests):
+            scope = http_scope(f"/items/{i}")
+            scope["client"] = clients[i % len(clients)]
+            await handler(scope, _receive, _discard)
+            buffered = max(buffered, stats.recorder.counters.buffered())
+        pending = stats.pending
+        counts = {key: n for period in pending.counts.values() for key, n in period.items()}
+        seen = {key: set(values) for day in pending.seen.values() for key, values in day.items()}
+    assert buffered > 0  # the fast path held requests back, so folding them was tested
+    assert counts == {("page", "/items/{n}"): requests, ("status", "2xx"): requests}
+    cut = stats.recorder.cut_address
+    assert seen == {(VISITOR[0], "visitor"): {cut("198.51.100.7"), cut("2001:db8:1:2::9")}}
+    assert cut("198.51.100.7") == "198.51.100.0"
 
 
 async def test_statistics_errors_never_reach_the_app(

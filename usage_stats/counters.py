@@ -7,7 +7,10 @@ it back with `restore()`, so nothing recorded is ever dropped.
 Requests come through a `Slot`: one per (count key, status key, user or visitor) that the middleware
 has seen. Once a request has filed a slot's count key and status key in a base period (in order,
 through the key cap), the slot is *admitted* to that period, and its next requests there only append
-their user ID or client address to the slot's list: one time check and one append. The list is
+their user ID or client address (or the ASGI `client` pair it is the first item of) to the slot's
+list: one time check and one append. `UsageMiddleware` inlines that fast path (`hit`, less the call):
+while `slot.start <= now < slot.end` on the owner thread, append to `slot.values` and call `fold`
+once it holds `FOLD_AT` values. The list is
 folded into the counts (its length, twice) and the day's key sets (a set union; addresses cut to
 their network through a cache) when it is full, when a request falls in another period, and on
 every read (`settle`, `peek`, `take`, `drain`). Only keys already counted in the period ride a
@@ -26,6 +29,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
+from operator import itemgetter
+from typing import Any
 
 from .anonymise import AddressCutter
 from .kinds import COUNT, EntryKind, SeenKind
@@ -34,6 +39,7 @@ from .periods import Calendar
 __all__ = ["FOLD_AT", "MAX_SLOTS", "OTHER", "STATUS", "Bucket", "CountKey", "Counters", "Pending", "SeenKey", "Slot"]
 
 _get_ident = threading.get_ident
+_first: Callable[[Any], object] = itemgetter(0)
 
 OTHER = "<other>"
 STATUS = "status"
@@ -60,6 +66,12 @@ FOLD_AT = 1024  # a slot's list is folded when it holds this many requests
 MAX_SLOTS = 256  # slots admitted at once (a flush un-admits them): at most FOLD_AT * MAX_SLOTS requests held
 
 
+def _host(client: object) -> str | None:
+    """The address of an ASGI `client` pair (None: no usable client)."""
+    host = client[0] if isinstance(client, (tuple, list)) and client else None
+    return host if type(host) is str else None
+
+
 class Slot:
     """The requests of one (count key, status key, user or visitor), as `Counters.slot` made it.
 
@@ -69,14 +81,15 @@ class Slot:
     with an int takes CPython's slow path). Not admitted: start = end = 0.
     """
 
-    __slots__ = ("addresses", "day", "end", "key", "period", "seen", "start", "status", "values")
+    __slots__ = ("addresses", "clients", "day", "end", "key", "period", "seen", "start", "status", "values")
 
-    def __init__(self, key: CountKey, status: CountKey, seen: SeenKey, addresses: bool) -> None:
+    def __init__(self, key: CountKey, status: CountKey, seen: SeenKey, addresses: bool, clients: bool = False) -> None:
         self.key = key
         self.status = status
         self.seen = seen
-        self.addresses = addresses  # values are client addresses, cut to their network when folded
-        self.values: list[str | None] = []
+        self.addresses = addresses or clients  # values are client addresses, cut to their network when folded
+        self.clients = clients  # values are ASGI `client` pairs (host, port), the address their first item
+        self.values: list[object] = []
         self.period = 0
         self.start = 0.0
         self.end = 0.0
@@ -209,12 +222,15 @@ class Counters:
             return
         self._request_at(ts, key, status, seen, value)
 
-    def slot(self, key: CountKey, status: CountKey, seen: SeenKey, *, addresses: bool = False) -> Slot:
+    def slot(
+        self, key: CountKey, status: CountKey, seen: SeenKey, *, addresses: bool = False, clients: bool = False
+    ) -> Slot:
         """A slot for requests counting `key` and `status` and a distinct key in group `seen` (the
-        values passed to `hit`: user IDs, or client addresses when `addresses`, cut when folded)."""
-        return Slot(key, status, seen, addresses)
+        values passed to `hit`: user IDs; client addresses when `addresses`, or ASGI `client` pairs
+        when `clients`, cut when folded)."""
+        return Slot(key, status, seen, addresses, clients)
 
-    def hit(self, slot: Slot, value: str | None) -> None:
+    def hit(self, slot: Slot, value: object) -> None:
         """Count one request of `slot` now, with its user ID or client address `value` (None: no
         distinct key). The same as `request(slot.key, slot.status, slot.seen, value)`, cut first."""
         ts = self.now()
@@ -222,19 +238,22 @@ class Counters:
             values = slot.values
             values.append(value)
             if len(values) >= FOLD_AT:
-                self._fold(slot)
+                self.fold(slot)
             return
         self._hit_slowly(slot, ts, value)
 
-    def _hit_slowly(self, slot: Slot, ts: float, value: str | None) -> None:
+    def _hit_slowly(self, slot: Slot, ts: float, value: object) -> None:
         """A request outside the slot's period, or before it is admitted, or from another thread: counted
         at once, in order, and the slot admitted to the period if its keys are now counted there as
         themselves (a key sent to `<other>` by the cap keeps going this way)."""
-        network = (self.cut(value) if value is not None else None) if slot.addresses else value
+        host = _host(value) if slot.clients else value
+        network = (self.cut(host) if type(host) is str else None) if slot.addresses else host
+        if type(network) is not str:
+            network = None  # no usable client (a user ID is a string before it reaches a slot)
         if _get_ident() != self.owner:
             self._queue(ts, slot.key, slot.status, slot.seen, network)
             return
-        self._fold(slot)
+        self.fold(slot)
         b = self._request_at(ts, slot.key, slot.status, slot.seen, network)
         if b is self._bucket and slot.key in b.counts and slot.status in b.counts:
             if slot.end == 0:
@@ -243,7 +262,7 @@ class Counters:
                 self._admitted.append(slot)
             slot.period, slot.start, slot.end, slot.day = b.start, float(b.start), float(b.end), b.day
 
-    def _fold(self, slot: Slot) -> None:
+    def fold(self, slot: Slot) -> None:
         """Add the slot's requests to its period's counts and its day's keys (owner thread only)."""
         chunk = slot.values
         n = len(chunk)
@@ -256,10 +275,17 @@ class Counters:
             counts = pending.counts[slot.period] = {}
         counts[slot.key] = counts.get(slot.key, 0) + n
         counts[slot.status] = counts.get(slot.status, 0) + n
-        try:
-            found = set(chunk)
-        except TypeError:  # a client address that is no string (a broken server): no visitor
-            found = {value for value in chunk if type(value) is str}
+        found: set[object]
+        if slot.clients:
+            try:  # at C speed; the first item of a client that is a string is no address either
+                found = set(map(_first, set(chunk)))
+            except (TypeError, IndexError, KeyError):  # no client, or one that is no pair (a broken server)
+                found = set(map(_host, chunk))
+        else:
+            try:
+                found = set(chunk)
+            except TypeError:  # an address that is no string (a broken server): no visitor
+                found = {value for value in chunk if type(value) is str}
         found.discard(None)
         values: set[str] = self.cut.cut_all(found) if slot.addresses else found  # type: ignore[arg-type,assignment]
         if not values:
@@ -353,7 +379,7 @@ class Counters:
             return
         for slot in self._admitted:
             if slot.values:
-                self._fold(slot)
+                self.fold(slot)
         inbox = self._inbox
         while inbox:
             ts, kind, category, name, n = inbox.popleft()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,7 @@ from starlette.authentication import BaseUser
 
 from .cache import BoundedCache
 from .client import ClientAddress
+from .counters import FOLD_AT
 from .frameworks import ROUTE, scope_user
 from .frameworks import USER as FRAMEWORK_USER
 from .hooks import Categoriser, EventNamer, UserIdentifier
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["UsageMiddleware"]
 
 logger = logging.getLogger(__name__)
+_get_ident = threading.get_ident
 
 # Set to a true value in the scope by anything (such as the dashboard) whose requests must not be counted.
 SKIP = "usage_stats.skip"
@@ -84,6 +87,8 @@ class UsageMiddleware:
         self._request = recorder.request
         self._hit = recorder.hit
         self._slot = recorder.slot
+        self._counters = recorder.counters  # its `owner` and `fold`, for the inlined `hit`
+        self._now = recorder.now
         self._cut = recorder.cut_address
         # `_key` of the endpoint, route and FastAPI route context the app left in the scope -> an
         # `_Event`; only for templates that follow from those three alone
@@ -96,32 +101,28 @@ class UsageMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self.exclude:
-            path = scope.get("path", "")
-            root = scope.get("root_path", "")
-            if root and isinstance(path, str) and path.startswith(root):  # the app's own path, as routes see it
-                path = path[len(root) :]
-            if isinstance(path, str) and path.startswith(self.exclude):
-                await self.app(scope, receive, send)
-                return
+        if self.exclude and self._excluded(scope):
+            await self.app(scope, receive, send)
+            return
         status = 500
         root_path = scope.get("root_path", "")
 
-        async def send_wrapper(message: Message) -> None:
+        # A plain function that returns `send`'s own awaitable: no coroutine of ours per message.
+        def send_wrapper(message: Message) -> Awaitable[None]:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-            await send(message)
+            return send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
         except BaseException:
             self._record(scope, 500, root_path)
             raise
-        # The common request, inlined (a method call is a tenth of the cost): no hooks, an endpoint,
-        # route and route context seen before (or none of them and no other framework's template: not
-        # found); anything else goes through `_record`. The counting itself is `Recorder.hit`: an
-        # append to the slot of the event, status and kind (see `counters`).
+        # The common request, inlined (a call costs as much as a tenth of it): a visitor, no hooks, an
+        # endpoint, route and route context seen before, with the peer as the client, and a slot
+        # admitted to this period (see `counters`): one clock read and one append of the ASGI
+        # `client` pair. Everything else goes through `_slow`.
         try:
             endpoint = scope.get("endpoint")
             route = scope.get("route")
@@ -132,67 +133,106 @@ class UsageMiddleware:
             else:
                 context = fastapi.get("effective_route_context") if type(fastapi) is dict else None
                 hit = self._event(_key(endpoint, route, context))
-            if hit is None or hit[0] is not endpoint or hit[1] is not route or hit[2] is not context:
-                if (
-                    endpoint is None
-                    and route is None
-                    and context is None
-                    and not self._hooks
-                    and ROUTE not in scope
-                    and _LITESTAR not in scope
-                    and FRAMEWORK_USER not in scope
-                ):
-                    hit = self._not_found
-                else:
-                    self._record(scope, status, root_path)
-                    return
-            if SKIP in scope:
-                self._record(scope, status, root_path)
+            if (
+                hit is None
+                or hit[0] is not endpoint
+                or hit[1] is not route
+                or hit[2] is not context
+                or SKIP in scope
+                or scope.get("user") is not None
+                or not self._direct
+            ):
+                self._slow(scope, status, root_path, hit, endpoint, route, context)
                 return
-            user = scope.get("user")
-            if user is not None:
-                try:
-                    own_identity = self._user_types.get(type(user))
-                    if own_identity is not None and FRAMEWORK_USER not in scope:
-                        # `_user`, inlined for a Starlette user class seen before
-                        uid = None
-                        if user.is_authenticated:
-                            if own_identity:
-                                try:
-                                    uid = user.identity
-                                except Exception:
-                                    uid = None
-                            if uid is None or uid == "":
-                                uid = user.display_name
-                            if uid is not None and (type(uid) is not str or not uid):
-                                uid = None if uid == "" else str(uid)
-                    else:
-                        uid = self._user(scope)
-                except Exception:
-                    uid = None  # a user object whose attributes raise counts as a visitor
-                if uid is not None:
-                    slot = hit[5].get(status)
-                    if slot is None:
-                        slot = self._new_slot(hit, status, True)
-                        if slot is None:
-                            self._request(hit[3], _status_key(status), USER, uid)
-                            return
-                    self._hit(slot, uid)
-                    return
-            if self._direct:
-                client = scope.get("client")
-                address = client[0] if type(client) is tuple and client else self._client(scope)
-            else:
-                address = self._client(scope)
             slot = hit[4].get(status)
-            if slot is None:
-                slot = self._new_slot(hit, status, False)
-                if slot is None:
-                    self._request(hit[3], _status_key(status), VISITOR, None if address is None else self._cut(address))
+            if slot is not None:
+                ts = self._now()
+                if slot.start <= ts < slot.end and _get_ident() == self._counters.owner:
+                    values = slot.values
+                    values.append(scope.get("client"))
+                    if len(values) >= FOLD_AT:
+                        self._counters.fold(slot)
                     return
-            self._hit(slot, address)
+            self._slow(scope, status, root_path, hit, endpoint, route, context)
         except Exception:
             self._failed()
+
+    def _excluded(self, scope: Scope) -> bool:
+        """Whether the request's path, as the app's routes see it, starts with an excluded prefix."""
+        path = scope.get("path", "")
+        root = scope.get("root_path", "")
+        if root and isinstance(path, str) and path.startswith(root):  # the app's own path, as routes see it
+            path = path[len(root) :]
+        return isinstance(path, str) and path.startswith(self.exclude)
+
+    def _slow(
+        self,
+        scope: Scope,
+        status: int,
+        root_path: str,
+        hit: _Event | None,
+        endpoint: object,
+        route: object,
+        context: object,
+    ) -> None:
+        """A request `__call__` did not count inline: a user, a not-found request, a slot not admitted
+        yet, a trusted proxy, hooks or anything else; `hit` is the cache entry found for the endpoint,
+        route and route context (None, or another's, when there is none)."""
+        if hit is None or hit[0] is not endpoint or hit[1] is not route or hit[2] is not context:
+            if (
+                endpoint is None
+                and route is None
+                and context is None
+                and not self._hooks
+                and ROUTE not in scope
+                and _LITESTAR not in scope
+                and FRAMEWORK_USER not in scope
+            ):
+                hit = self._not_found
+            else:
+                self._record(scope, status, root_path)
+                return
+        if SKIP in scope:
+            self._record(scope, status, root_path)
+            return
+        user = scope.get("user")
+        if user is not None:
+            try:
+                own_identity = self._user_types.get(type(user))
+                if own_identity is not None and FRAMEWORK_USER not in scope:
+                    # `_user`, inlined for a Starlette user class seen before
+                    uid = None
+                    if user.is_authenticated:
+                        if own_identity:
+                            try:
+                                uid = user.identity
+                            except Exception:
+                                uid = None
+                        if uid is None or uid == "":
+                            uid = user.display_name
+                        if uid is not None and (type(uid) is not str or not uid):
+                            uid = None if uid == "" else str(uid)
+                else:
+                    uid = self._user(scope)
+            except Exception:
+                uid = None  # a user object whose attributes raise counts as a visitor
+            if uid is not None:
+                slot = hit[5].get(status)
+                if slot is None:
+                    slot = self._new_slot(hit, status, True)
+                    if slot is None:
+                        self._request(hit[3], _status_key(status), USER, uid)
+                        return
+                self._hit(slot, uid)
+                return
+        slot = hit[4].get(status)
+        if slot is None:
+            slot = self._new_slot(hit, status, False)
+            if slot is None:
+                self._request(hit[3], _status_key(status), VISITOR, self._network(scope))
+                return
+        # A slot of a middleware whose peer is the client holds ASGI `client` pairs (see `_new_slot`).
+        self._hit(slot, scope.get("client") if self._direct else self._client(scope))
 
     def _new_slot(self, hit: _Event, status: object, user: bool) -> Slot | None:
         """The slot of an event for `status` and a user or a visitor, kept in the event's cache entry;
@@ -201,7 +241,12 @@ class UsageMiddleware:
         status_key = _STATUS_KEYS.get(status) if type(status) is int else None
         if status_key is None or len(slots) >= _SLOTS_PER_EVENT:
             return None
-        slot = slots[status] = self._slot(hit[3], status_key, USER if user else VISITOR, addresses=not user)
+        seen = USER if user else VISITOR
+        if user:
+            slot = self._slot(hit[3], status_key, seen)
+        else:  # the visitor's address: the `client` pair itself when the peer is the client
+            slot = self._slot(hit[3], status_key, seen, addresses=not self._direct, clients=self._direct)
+        slots[status] = slot
         return slot
 
     def _record(self, scope: Scope, status: int, root_path: str) -> None:

@@ -1,0 +1,138 @@
+"""Benchmark 1b: per-request overhead in CPU instructions, counted by valgrind (cachegrind), not timed.
+
+An instruction count does not move with the load of a shared machine: the same program, inputs and
+environment give the same count, so this is the figure to compare across runs and machines where
+benchmark 1's times are noisy. It does not see what the CPU's caches add (benchmark 1 does).
+
+Each variant's worker process builds the app of benchmark 1, serves its traffic `WARMUP` times
+(caches filled, code specialised), then `REPEATS` more times. Two workers per variant serve the
+traffic once and `1 + EXTRA` times after the warm-up; the difference in instructions over the
+difference in requests is the cost of one request, start-up and warm-up cancelling out. Hash
+seeds and address-space randomisation are fixed (`setarch -R`, where there is one) so that the
+objects' ids, which usage_stats hashes, are the same in every run.
+
+    .venv/bin/python -m benchmarks --only instructions
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+from .apps import LABELS, build, traffic, variants
+from .report import Section
+
+REQUESTS = 1_000  # requests per pass over the traffic
+WARMUP = 2
+EXTRA = 2  # passes that the second worker serves beyond the first
+TARGET = 2.0  # usage_stats' instructions per request over bare, as a multiple of the no-op's
+_IR = re.compile(r"I\s+refs:\s+([\d,]+)")
+
+
+def _worker(kind: str, variant: str, passes: int) -> None:
+    """Serve the traffic WARMUP + `passes` times (run under valgrind by `_count`)."""
+    from .inprocess import _batch
+
+    async def serve() -> None:
+        app, stats = build(kind, variant)
+        scopes = traffic(REQUESTS)
+        for _ in range(WARMUP):
+            await _batch(app, scopes, stats)
+        gc.collect()
+        gc.disable()  # a collection falls wherever the allocations happen to cross its threshold
+        for _ in range(passes):
+            await _batch(app, scopes, stats)
+
+    asyncio.run(serve())
+
+
+def _count(kind: str, variant: str, passes: int) -> int:
+    """Instructions that a worker serving `passes` passes executed, start-up included."""
+    command = [
+        "valgrind",
+        "--tool=cachegrind",
+        "--cache-sim=no",
+        "--cachegrind-out-file=/dev/null",
+        sys.executable,
+        "-m",
+        "benchmarks.instructions",
+        kind,
+        variant,
+        str(passes),
+    ]
+    setarch = shutil.which("setarch")
+    if setarch:
+        command = [setarch, platform.machine(), "-R", *command]
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run(command, capture_output=True, text=True, env=env, cwd=root, check=True, timeout=900)
+    found = _IR.search(out.stderr)
+    if found is None:
+        raise RuntimeError(f"no instruction count from valgrind: {out.stderr[-500:]}")
+    return int(found.group(1).replace(",", ""))
+
+
+def _per_request(kind: str, variant: str) -> float:
+    one, more = _count(kind, variant, 1), _count(kind, variant, 1 + EXTRA)
+    return (more - one) / (EXTRA * REQUESTS)
+
+
+def run(quick: bool = False) -> Section:
+    section = Section(
+        "1b. Per-request overhead in instructions (valgrind)",
+        f"Instructions per request that each middleware adds to the bare app of benchmark 1 (same routes "
+        f"and traffic, {REQUESTS:,} requests), counted by cachegrind: the difference between a worker "
+        f"serving the traffic {1 + EXTRA} times and one serving it once, after {WARMUP} warm-up passes; "
+        "each usage_stats pass ends by reading `stats.pending`. Deterministic: the load of the machine "
+        "does not change it, but neither does it see the cost of cache misses (benchmark 1 does).",
+    )
+    if shutil.which("valgrind") is None:
+        section.row("valgrind is not installed: not measured", "", "")
+        return section
+    names = [v for v in variants() if v in ("none", "noop", "usage_stats", "usage_stats_before")]
+    kinds = ("starlette",) if quick else ("starlette", "fastapi")
+    jobs = [(kind, v) for kind in kinds for v in names]
+    with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
+        counts = dict(zip(jobs, pool.map(lambda job: _per_request(*job), jobs), strict=True))
+    for kind in kinds:
+        title = "Starlette" if kind == "starlette" else "FastAPI"
+        bare = counts[(kind, "none")]
+        floor = counts[(kind, "noop")] - bare
+        section.row(f"{title}: {LABELS['none']}", f"{bare:,.0f} instructions/request", "1.00")
+        multiples: dict[str, float] = {}
+        for v in names[1:]:
+            over = counts[(kind, v)] - bare
+            multiples[v] = over / floor if floor > 0 else float("inf")
+            ours = v != "noop"
+            section.row(
+                f"{title}: {LABELS[v]}",
+                f"+{over:,.0f} instructions/request",
+                f"+{over / bare:.1%} of bare" + (f", {multiples[v]:.2f}x the no-op's" if ours else ""),
+                f"≤ {TARGET:.0f}x the no-op's" if ours else "",
+                multiples[v] <= TARGET if ours else None,
+            )
+        before = multiples.get("usage_stats_before")
+        section.goal(
+            f"{title}: overhead in instructions (valgrind), a multiple of the no-op middleware's",
+            f"≤ {TARGET:.0f}x",
+            "" if before is None else f"{before:.2f}x",
+            f"{multiples['usage_stats']:.2f}x",
+            multiples["usage_stats"] <= TARGET,
+        )
+    return section
+
+
+def _main(argv: list[str]) -> None:
+    kind, variant, passes = argv
+    _worker(kind, variant, int(passes))
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])
