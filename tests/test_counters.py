@@ -296,3 +296,25 @@ def test_the_slots_stay_bounded_under_a_flood_without_a_flush() -> None:
     assert p.total_counts == 2 * n  # an event and a status per request, nothing lost
     assert p.total_keys == len({f"10.{i >> 16 & 255}.{i >> 8 & 255}.0" for i in range(n)})
     assert c.buffered() == 0
+
+
+def test_binding_another_thread_folds_the_slots_and_lets_them_go() -> None:
+    """A slot may be appended to only by the thread it was admitted on (`slot.owner`): when another
+    thread becomes the owner, what the slots hold is folded and they are admitted afresh."""
+    c, _ = make()
+    slot = c.slot(("page", "/a"), ("status", "2xx"), VISITOR, clients=True)
+    for i in range(3):
+        c.hit(slot, (f"198.51.100.{i}", 1))  # the first is counted at once and admits the slot
+    assert c.buffered() == 2
+    assert slot.owner == threading.get_ident()
+    other = threading.Thread(target=c.bind_to_current_thread)
+    other.start()
+    other.join()
+    assert c.buffered() == 0
+    assert slot.end == 0
+    c.hit(slot, ("198.51.100.9", 1))  # from the old owner: queued for the new one, not appended
+    assert slot.values == []
+    c.bind_to_current_thread()
+    p = c.peek()
+    assert p.total_counts == 2 * 4
+    assert p.seen == {date(2026, 3, 10): {VISITOR: {"198.51.100.0"}}}

@@ -9,7 +9,7 @@ has seen. Once a request has filed a slot's count key and status key in a base p
 through the key cap), the slot is *admitted* to that period, and its next requests there only append
 their user ID or client address (or the ASGI `client` pair it is the first item of) to the slot's
 list: one time check and one append. `UsageMiddleware` inlines that fast path (`hit`, less the call):
-while `slot.start <= now < slot.end` on the owner thread, append to `slot.values` and call `fold`
+while `slot.start <= now < slot.end` on thread `slot.owner`, append to `slot.values` and call `fold`
 once it holds `FOLD_AT` values. The list is
 folded into the counts (its length, twice) and the day's key sets (a set union; addresses cut to
 their network through a cache) when it is full, when a request falls in another period, and on
@@ -81,7 +81,7 @@ class Slot:
     with an int takes CPython's slow path). Not admitted: start = end = 0.
     """
 
-    __slots__ = ("addresses", "clients", "day", "end", "key", "period", "seen", "start", "status", "values")
+    __slots__ = ("addresses", "clients", "day", "end", "key", "owner", "period", "seen", "start", "status", "values")
 
     def __init__(self, key: CountKey, status: CountKey, seen: SeenKey, addresses: bool, clients: bool = False) -> None:
         self.key = key
@@ -91,6 +91,7 @@ class Slot:
         self.clients = clients  # values are ASGI `client` pairs (host, port), the address their first item
         self.values: list[object] = []
         self.period = 0
+        self.owner = 0  # the thread that may append: the counters' owner when the slot was admitted
         self.start = 0.0
         self.end = 0.0
         self.day = date.min
@@ -131,7 +132,7 @@ class Pending:
 class Counters:
     """The recorder's memory. `now` returns Unix seconds (the configured clock)."""
 
-    # Slots, not a __dict__: `hit` reads `now` and `owner` on every request, with the rest of the app's
+    # Slots, not a __dict__: `hit` reads `now` on every request, with the rest of the app's
     # request in the CPU caches; one object is fewer cache lines to fetch than an object and its dict.
     __slots__ = (
         "_admitted",
@@ -234,7 +235,7 @@ class Counters:
         """Count one request of `slot` now, with its user ID or client address `value` (None: no
         distinct key). The same as `request(slot.key, slot.status, slot.seen, value)`, cut first."""
         ts = self.now()
-        if slot.start <= ts < slot.end and _get_ident() == self.owner:
+        if slot.start <= ts < slot.end and _get_ident() == slot.owner:
             values = slot.values
             values.append(value)
             if len(values) >= FOLD_AT:
@@ -261,6 +262,7 @@ class Counters:
                     return
                 self._admitted.append(slot)
             slot.period, slot.start, slot.end, slot.day = b.start, float(b.start), float(b.end), b.day
+            slot.owner = self.owner
 
     def fold(self, slot: Slot) -> None:
         """Add the slot's requests to its period's counts and its day's keys (owner thread only)."""
@@ -365,8 +367,13 @@ class Counters:
             self._new_keys_seen(1)
 
     def bind_to_current_thread(self) -> None:
-        """Make the calling thread (the event loop's) the one that updates the dicts."""
-        self.owner = threading.get_ident()
+        """Make the calling thread (the event loop's) the one that updates the dicts. Slots admitted
+        under another owner are folded and let go (only their owner may append to them)."""
+        owner = threading.get_ident()
+        if owner != self.owner:
+            self.owner = owner
+            self.settle()
+            self._unadmit()
 
     def drain(self) -> None:
         """Apply what other threads queued and fold every slot (owner thread only)."""

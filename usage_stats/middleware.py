@@ -41,8 +41,10 @@ _USER_TYPES = 64
 _LITESTAR = "litestar_app"
 
 # A cached event: the endpoint, route and route context it was resolved from, its (category, event),
-# and its slots by status, for visitors and for users.
-_Event = tuple[object, object, object, tuple[str, str], dict[object, Slot], dict[object, Slot]]
+# and its slots by status: for visitors by their ASGI `client` pair (the peer is the client), for users,
+# and for visitors by the address that trusted proxies forwarded (so the fast path, which reads only
+# the first, needs no check of which).
+_Event = tuple[object, object, object, tuple[str, str], dict[object, Slot], dict[object, Slot], dict[object, Slot]]
 
 
 class UsageMiddleware:
@@ -87,7 +89,7 @@ class UsageMiddleware:
         self._request = recorder.request
         self._hit = recorder.hit
         self._slot = recorder.slot
-        self._counters = recorder.counters  # its `owner` and `fold`, for the inlined `hit`
+        self._counters = recorder.counters  # its `fold`, for the inlined `hit`
         self._now = recorder.now
         self._cut = recorder.cut_address
         # `_key` of the endpoint, route and FastAPI route context the app left in the scope -> an
@@ -95,7 +97,7 @@ class UsageMiddleware:
         self._events: BoundedCache[int, _Event] = BoundedCache(_CACHE_LIMIT)
         self._event = self._events.get  # bound once: a dict subclass's method is slower to look up
         # a request that no route served, in an app whose framework leaves no template of its own
-        self._not_found: _Event = (None, None, None, (BAD_REQUEST, NOT_FOUND), {}, {})
+        self._not_found: _Event = (None, None, None, (BAD_REQUEST, NOT_FOUND), {}, {}, {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -140,14 +142,13 @@ class UsageMiddleware:
                 or hit[2] is not context
                 or SKIP in scope
                 or scope.get("user") is not None
-                or not self._direct
             ):
                 self._slow(scope, status, root_path, hit, endpoint, route, context)
                 return
-            slot = hit[4].get(status)
+            slot = hit[4].get(status)  # none behind trusted proxies (see `_Event`)
             if slot is not None:
                 ts = self._now()
-                if slot.start <= ts < slot.end and _get_ident() == self._counters.owner:
+                if slot.start <= ts < slot.end and _get_ident() == slot.owner:
                     values = slot.values
                     values.append(scope.get("client"))
                     if len(values) >= FOLD_AT:
@@ -225,7 +226,7 @@ class UsageMiddleware:
                         return
                 self._hit(slot, uid)
                 return
-        slot = hit[4].get(status)
+        slot = (hit[4] if self._direct else hit[6]).get(status)
         if slot is None:
             slot = self._new_slot(hit, status, False)
             if slot is None:
@@ -237,7 +238,7 @@ class UsageMiddleware:
     def _new_slot(self, hit: _Event, status: object, user: bool) -> Slot | None:
         """The slot of an event for `status` and a user or a visitor, kept in the event's cache entry;
         None for a status that is no HTTP status, or beyond `_SLOTS_PER_EVENT` of them."""
-        slots = hit[5] if user else hit[4]
+        slots = hit[5] if user else hit[4] if self._direct else hit[6]
         status_key = _STATUS_KEYS.get(status) if type(status) is int else None
         if status_key is None or len(slots) >= _SLOTS_PER_EVENT:
             return None
@@ -283,7 +284,7 @@ class UsageMiddleware:
         endpoint = scope.get("endpoint")
         route = scope.get("route")
         context = route_context(scope)
-        self._events.put(_key(endpoint, route, context), (endpoint, route, context, key, {}, {}))
+        self._events.put(_key(endpoint, route, context), (endpoint, route, context, key, {}, {}, {}))
 
     def _network(self, scope: Scope) -> str | None:
         """The visitor's cut network."""
