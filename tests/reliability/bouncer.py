@@ -58,11 +58,13 @@ class PgBouncer:
         for path in (users, self._ini):
             path.chmod(0o644)
         self._proc: subprocess.Popen[bytes] | None = None
+        # A Unix socket's folder (the embedded server's) is open to its owner only: run as that owner.
+        self._run_as = _owner(host) if host.startswith("/") else None
 
     def __enter__(self) -> PgBouncer:
         command = [find_pgbouncer(), str(self._ini)]
         if os.geteuid() == 0:  # pgbouncer refuses to run as root
-            command[1:1] = ["-u", _unprivileged_user()]
+            command[1:1] = ["-u", self._run_as or _unprivileged_user()]
         with self.log_path.open("wb") as log:
             self._proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 15
@@ -99,3 +101,12 @@ def _unprivileged_user() -> str:
             continue
         return name
     raise AssertionError("no unprivileged user (postgres or nobody) to run pgbouncer as")
+
+
+def _owner(folder: str) -> str | None:
+    """The user owning `folder`, unless root (or unknown)."""
+    try:
+        owner = pwd.getpwuid(os.stat(folder).st_uid).pw_name
+    except (OSError, KeyError):
+        return None
+    return None if owner == "root" else owner
