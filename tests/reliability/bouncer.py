@@ -10,11 +10,11 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 
-from .proxy import free_port
+from .proxy import free_port, server_address
 
 __all__ = ["PgBouncer", "find_pgbouncer"]
 
@@ -35,7 +35,7 @@ class PgBouncer:
 
     def __init__(self, dsn: str, *, pool_mode: str = "transaction", pool_size: int = 1) -> None:
         parts = urlsplit(dsn)
-        host = parse_qs(parts.query).get("host", [parts.hostname or "127.0.0.1"])[0]
+        host, port = server_address(dsn)
         self.user = unquote(parts.username or "postgres")
         database = parts.path.lstrip("/") or self.user
         self.port = free_port()
@@ -48,7 +48,7 @@ class PgBouncer:
         self._ini = self._folder / "pgbouncer.ini"
         self._ini.write_text(
             "[databases]\n"
-            f"* = host={host} port={parts.port or 5432}\n"
+            f"* = host={host} port={port}\n"
             "[pgbouncer]\n"
             f"listen_addr = 127.0.0.1\nlisten_port = {self.port}\nunix_socket_dir =\n"
             f"auth_type = trust\nauth_file = {users}\n"

@@ -13,7 +13,7 @@ from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-__all__ = ["CuttableProxy", "free_port"]
+__all__ = ["CuttableProxy", "free_port", "open_server", "server_address"]
 
 
 def free_port() -> int:
@@ -21,6 +21,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def server_address(dsn: str) -> tuple[str, int]:
+    """The host of the server of `dsn` (or its Unix socket folder, as the embedded one's DSN gives) and port."""
+    parts = urlsplit(dsn)
+    return parse_qs(parts.query).get("host", [parts.hostname or "127.0.0.1"])[0], parts.port or 5432
+
+
+async def open_server(address: tuple[str, int]) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to the server at `address` (see `server_address`): TCP, or its Unix socket."""
+    host, port = address
+    if host.startswith("/"):
+        return await asyncio.open_unix_connection(f"{host}/.s.PGSQL.{port}")
+    return await asyncio.open_connection(host, port)
 
 
 class CuttableProxy:
@@ -31,10 +45,7 @@ class CuttableProxy:
 
     def __init__(self, dsn: str) -> None:
         parts = urlsplit(dsn)
-        host = parse_qs(parts.query).get("host", [parts.hostname or "127.0.0.1"])[0]
-        target_port = parts.port or 5432
-        self._unix = f"{host}/.s.PGSQL.{target_port}" if host.startswith("/") else None
-        self._target = (host, target_port)
+        self._target = server_address(dsn)
         user = unquote(parts.username or "postgres")
         password = f":{quote(unquote(parts.password))}" if parts.password else ""
         database = parts.path.lstrip("/") or user
@@ -102,10 +113,7 @@ class CuttableProxy:
         self._writers.add(writer)
         await self._flowing.wait()
         try:
-            if self._unix is not None:
-                up_reader, up_writer = await asyncio.open_unix_connection(self._unix)
-            else:
-                up_reader, up_writer = await asyncio.open_connection(*self._target)
+            up_reader, up_writer = await open_server(self._target)
         except OSError:
             writer.transport.abort()
             return

@@ -27,11 +27,11 @@ import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import asyncpg
 
-from .proxy import free_port
+from .proxy import free_port, open_server, server_address
 
 __all__ = ["ACTIONS", "Fault", "WireProxy"]
 
@@ -83,12 +83,12 @@ def _matches(match: str, text: str) -> bool:
 
 
 class WireProxy:
-    """Forwards 127.0.0.1:`port` to the TCP server of `dsn` and injects armed faults."""
+    """Forwards 127.0.0.1:`port` to the server of `dsn` (TCP or Unix socket) and injects armed faults."""
 
     def __init__(self, dsn: str) -> None:
         parts = urlsplit(dsn)
         self._admin_dsn = dsn
-        self._target = (parse_qs(parts.query).get("host", [parts.hostname or "127.0.0.1"])[0], parts.port or 5432)
+        self._target = server_address(dsn)
         user = unquote(parts.username or "postgres")
         password = f":{quote(unquote(parts.password))}" if parts.password else ""
         database = parts.path.lstrip("/") or user
@@ -161,11 +161,7 @@ class WireProxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            host, port = self._target
-            if host.startswith("/"):  # a Unix socket folder, as the embedded server's DSN gives
-                up_reader, up_writer = await asyncio.open_unix_connection(f"{host}/.s.PGSQL.{port}")
-            else:
-                up_reader, up_writer = await asyncio.open_connection(host, port)
+            up_reader, up_writer = await open_server(self._target)
         except OSError:
             writer.transport.abort()
             return
