@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from starlette.authentication import BaseUser
 
@@ -39,6 +39,7 @@ _SLOTS_PER_EVENT = 16  # statuses per event and kind with a slot of their own; r
 _BASE_IDENTITY = BaseUser.__dict__["identity"]
 _USER_TYPES = 64
 _LITESTAR = "litestar_app"
+_UNKNOWN: object = object()  # `_slow`: the user ID is not read yet
 
 # A cached event: the endpoint, route and route context it was resolved from, its (category, event),
 # and its slots by status: for visitors by their ASGI `client` pair (the peer is the client), for users,
@@ -135,26 +136,46 @@ class UsageMiddleware:
             else:
                 context = fastapi.get("effective_route_context") if type(fastapi) is dict else None
                 hit = self._event(_key(endpoint, route, context))
-            if (
-                hit is None
-                or hit[0] is not endpoint
-                or hit[1] is not route
-                or hit[2] is not context
-                or SKIP in scope
-                or scope.get("user") is not None
-            ):
+            if hit is None or hit[0] is not endpoint or hit[1] is not route or hit[2] is not context or SKIP in scope:
                 self._slow(scope, status, root_path, hit, endpoint, route, context)
                 return
-            slot = hit[4].get(status)  # none behind trusted proxies (see `_Event`)
+            user = scope.get("user")
+            if user is None:
+                slot = hit[4].get(status)  # none behind trusted proxies (see `_Event`)
+                value = scope.get("client")
+            else:
+                # `_user`, inlined for a Starlette user class seen before (`_user_types`)
+                own_identity = self._user_types.get(type(user))
+                if own_identity is None or FRAMEWORK_USER in scope:
+                    self._slow(scope, status, root_path, hit, endpoint, route, context)
+                    return
+                try:
+                    value = None
+                    if user.is_authenticated:
+                        if own_identity:
+                            try:
+                                value = user.identity
+                            except Exception:
+                                value = None
+                        if value is None or value == "":
+                            value = user.display_name
+                        if value is not None and (type(value) is not str or not value):
+                            value = None if value == "" else str(value)
+                except Exception:
+                    value = None  # a user object whose attributes raise counts as a visitor
+                if value is None:
+                    self._slow(scope, status, root_path, hit, endpoint, route, context, None)
+                    return
+                slot = hit[5].get(status)
             if slot is not None:
                 ts = self._now()
                 if slot.start <= ts < slot.end and _get_ident() == slot.owner:
                     values = slot.values
-                    values.append(scope.get("client"))
+                    values.append(value)
                     if len(values) >= FOLD_AT:
                         self._counters.fold(slot)
                     return
-            self._slow(scope, status, root_path, hit, endpoint, route, context)
+            self._slow(scope, status, root_path, hit, endpoint, route, context, None if user is None else value)
         except Exception:
             self._failed()
 
@@ -175,10 +196,13 @@ class UsageMiddleware:
         endpoint: object,
         route: object,
         context: object,
+        uid: object = _UNKNOWN,
     ) -> None:
-        """A request `__call__` did not count inline: a user, a not-found request, a slot not admitted
-        yet, a trusted proxy, hooks or anything else; `hit` is the cache entry found for the endpoint,
-        route and route context (None, or another's, when there is none)."""
+        """A request `__call__` did not count inline: a not-found request, a slot not admitted yet, a
+        trusted proxy, a user class not seen yet, hooks or anything else; `hit` is the cache entry
+        found for the endpoint, route and route context (None, or another's, when there is none), and
+        `uid` the user ID `__call__` already read from the scope's user (None: a visitor), or
+        `_UNKNOWN` when it read none."""
         if hit is None or hit[0] is not endpoint or hit[1] is not route or hit[2] is not context:
             if (
                 endpoint is None
@@ -196,36 +220,23 @@ class UsageMiddleware:
         if SKIP in scope:
             self._record(scope, status, root_path)
             return
-        user = scope.get("user")
-        if user is not None:
+        user_id: str | None
+        if uid is _UNKNOWN:
             try:
-                own_identity = self._user_types.get(type(user))
-                if own_identity is not None and FRAMEWORK_USER not in scope:
-                    # `_user`, inlined for a Starlette user class seen before
-                    uid = None
-                    if user.is_authenticated:
-                        if own_identity:
-                            try:
-                                uid = user.identity
-                            except Exception:
-                                uid = None
-                        if uid is None or uid == "":
-                            uid = user.display_name
-                        if uid is not None and (type(uid) is not str or not uid):
-                            uid = None if uid == "" else str(uid)
-                else:
-                    uid = self._user(scope)
+                user_id = self._user(scope)
             except Exception:
-                uid = None  # a user object whose attributes raise counts as a visitor
-            if uid is not None:
-                slot = hit[5].get(status)
+                user_id = None  # a user object whose attributes raise counts as a visitor
+        else:
+            user_id = cast("str | None", uid)
+        if user_id is not None:
+            slot = hit[5].get(status)
+            if slot is None:
+                slot = self._new_slot(hit, status, True)
                 if slot is None:
-                    slot = self._new_slot(hit, status, True)
-                    if slot is None:
-                        self._request(hit[3], _status_key(status), USER, uid)
-                        return
-                self._hit(slot, uid)
-                return
+                    self._request(hit[3], _status_key(status), USER, user_id)
+                    return
+            self._hit(slot, user_id)
+            return
         slot = (hit[4] if self._direct else hit[6]).get(status)
         if slot is None:
             slot = self._new_slot(hit, status, False)
