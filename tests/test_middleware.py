@@ -317,21 +317,33 @@ async def test_garbage_or_missing_client_counts_no_visitor(make_stats: StatsFact
     assert counts == {("bad-req", "not-found"): 3, ("status", "2xx"): 3}
 
 
+_BROKEN_CLIENTS: list[object] = [
+    ("198.51.100.7", 1),  # a visitor
+    None,  # no client: no visitor
+    ["198.51.100.8", 2],  # a list, not a tuple: still the same network
+    ("2001:db8:1:2::9",),  # no port
+    "203.0.113.5",  # a string, not a pair: no visitor
+    (5, 1),  # no address: no visitor
+    (),  # no visitor
+    {0: "192.0.2.9"},  # a mapping, not a pair: no visitor
+]
+
+
+@pytest.mark.parametrize(
+    ("clients", "networks"),
+    [
+        (_BROKEN_CLIENTS, ("198.51.100.7", "2001:db8:1:2::9")),
+        # every other client a mapping whose item 0 looks like an address: the only odd shape in the list
+        ([("198.51.100.7", 1), {0: "192.0.2.9"}], ("198.51.100.7",)),
+    ],
+    ids=["every-shape", "pairs-and-mappings"],
+)
 async def test_clients_of_a_broken_server_on_the_fast_path_count_as_the_slow_path_does(
-    make_stats: StatsFactory,
+    make_stats: StatsFactory, clients: list[object], networks: tuple[str, ...]
 ) -> None:
     """The fast path keeps the ASGI `client` pair itself and takes its address when it folds (at
     `FOLD_AT` values and on every read): every shape of client a broken server may give counts as
     reading it at once does, with addresses cut before anything else sees them."""
-    clients: list[object] = [
-        ("198.51.100.7", 1),  # a visitor
-        None,  # no client: no visitor
-        ["198.51.100.8", 2],  # a list, not a tuple: still the same network
-        ("2001:db8:1:2::9",),  # no port
-        "203.0.113.5",  # a string, not a pair: no visitor
-        (5, 1),  # no address: no visitor
-        (),  # no visitor
-    ]
     requests = 3 * FOLD_AT + 5
 
     async def endpoint(request: Request) -> Response:
@@ -353,7 +365,7 @@ async def test_clients_of_a_broken_server_on_the_fast_path_count_as_the_slow_pat
     assert buffered > 0  # the fast path held requests back, so folding them was tested
     assert counts == {("page", "/items/{n}"): requests, ("status", "2xx"): requests}
     cut = stats.recorder.cut_address
-    assert seen == {(VISITOR[0], "visitor"): {cut("198.51.100.7"), cut("2001:db8:1:2::9")}}
+    assert seen == {(VISITOR[0], "visitor"): {cut(address) for address in networks}}
     assert cut("198.51.100.7") == "198.51.100.0"
 
 

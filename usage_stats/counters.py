@@ -40,6 +40,7 @@ __all__ = ["FOLD_AT", "MAX_SLOTS", "OTHER", "STATUS", "Bucket", "CountKey", "Cou
 
 _get_ident = threading.get_ident
 _first: Callable[[Any], object] = itemgetter(0)
+_PAIRS = frozenset((tuple, list))  # the shapes of an ASGI `client` whose first item `fold` takes at C speed
 
 OTHER = "<other>"
 STATUS = "status"
@@ -279,9 +280,15 @@ class Counters:
         counts[slot.status] = counts.get(slot.status, 0) + n
         found: set[object]
         if slot.clients:
-            try:  # at C speed; the first item of a client that is a string is no address either
-                found = set(map(_first, set(chunk)))
-            except (TypeError, IndexError, KeyError):  # no client, or one that is no pair (a broken server)
+            # At C speed when every client is a plain tuple or list (the address is its first item:
+            # a first item that is no string is dropped by `cut_all`); any other shape (None, a
+            # mapping, a string, an empty pair: a broken server) takes `_host`, the general rule.
+            if _PAIRS.issuperset(map(type, chunk)):
+                try:
+                    found = set(map(_first, chunk))
+                except IndexError:  # an empty pair
+                    found = set(map(_host, chunk))
+            else:
                 found = set(map(_host, chunk))
         else:
             try:
