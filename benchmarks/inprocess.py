@@ -16,6 +16,7 @@ import gc
 import random
 import statistics
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .apps import LABELS, OURS, PEERS, build, traffic, variants
@@ -45,7 +46,15 @@ async def _batch(app: Any, scopes: list[dict[str, Any]], stats: Any) -> float:
     return (time.process_time() - start) / len(scopes)
 
 
-async def _measure(kind: str, rounds: int, batch: int, names: tuple[str, ...]) -> dict[str, list[float]]:
+async def _measure(
+    kind: str,
+    rounds: int,
+    batch: int,
+    names: tuple[str, ...],
+    builder: Callable[[str, str], tuple[Any, Any]] = build,
+) -> dict[str, list[float]]:
+    """Seconds per request of each variant in `names` (made by `builder(kind, variant)`: the app and
+    its `UsageStats` or None), one figure per round."""
     scopes = traffic(batch)
     times: dict[str, list[float]] = {v: [] for v in names}
     rng = random.Random(7)
@@ -54,13 +63,20 @@ async def _measure(kind: str, rounds: int, batch: int, names: tuple[str, ...]) -
         # µs per request (memory layout), so one instance per variant for the whole run would bias it.
         order = list(names)
         rng.shuffle(order)
-        apps = {v: build(kind, v) for v in order}
+        apps = {v: builder(kind, v) for v in order}
         for v in order:
             await _batch(apps[v][0], scopes, apps[v][1])  # build the middleware stack, fill caches
         gc.collect()
         for v in order:
             times[v].append(await _batch(apps[v][0], scopes, apps[v][1]))
     return times
+
+
+def _overheads(times: dict[str, list[float]]) -> dict[str, float]:
+    """Each variant's time added to a request: the median over rounds of its time less the bare app's
+    ("none") in the same round."""
+    bare = times["none"]
+    return {v: statistics.median([t - b for t, b in zip(ts, bare, strict=True)]) for v, ts in times.items()}
 
 
 def _ratio(over: dict[str, float], variant: str, floor: float) -> float:
@@ -79,9 +95,8 @@ def run(quick: bool = False) -> Section:
     )
     for kind in ("starlette", "fastapi"):
         times = asyncio.run(_measure(kind, rounds, batch, names))
-        bare = times["none"]
-        base = statistics.median(bare)
-        over = {v: statistics.median([t - b for t, b in zip(times[v], bare, strict=True)]) for v in names}
+        base = statistics.median(times["none"])
+        over = _overheads(times)
         floor = over["noop"]
         title = "Starlette" if kind == "starlette" else "FastAPI"
         section.row(f"{title}: {LABELS['none']}", f"{base * 1e6:.1f} µs/request", "1.00", "")

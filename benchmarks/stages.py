@@ -16,19 +16,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import inspect
-import random
 import statistics
 import textwrap
-import time
 from typing import Any
 
 from usage_stats import UsageMiddleware
 from usage_stats import middleware as middleware_module
 
-from .apps import NoopMiddleware, fastapi_app, make_stats, starlette_app, traffic
-from .inprocess import _receive, _send
+from .apps import NoopMiddleware, fastapi_app, make_stats, starlette_app
+from .inprocess import _measure, _overheads
 
 # stage -> (anchor in `__call__`'s source, what replaces it): the step the stage leaves out
 _CUTS: dict[str, tuple[str, str]] = {
@@ -74,32 +71,12 @@ def _build(kind: str, variant: str, classes: dict[str, type[UsageMiddleware]]) -
     return app, stats
 
 
-async def _batch(app: Any, scopes: list[dict[str, Any]], stats: Any) -> float:
-    start = time.process_time()
-    for scope in scopes:
-        await app(scope.copy(), _receive, _send)
-    if stats is not None:
-        stats.pending.total_counts  # noqa: B018 (settles what the request path held back)
-    return (time.process_time() - start) / len(scopes)
-
-
-async def _measure(kind: str, rounds: int, classes: dict[str, type[UsageMiddleware]]) -> dict[str, float]:
-    scopes = traffic(2_000)
-    names = ["none", "noop", *classes]
-    times: dict[str, list[float]] = {v: [] for v in names}
-    rng = random.Random(7)
-    for _ in range(rounds):
-        order = list(names)
-        rng.shuffle(order)
-        apps = {v: _build(kind, v, classes) for v in order}
-        for v in order:
-            await _batch(apps[v][0], scopes, apps[v][1])  # build the middleware stack, fill caches
-        gc.collect()
-        for v in order:
-            times[v].append(await _batch(apps[v][0], scopes, apps[v][1]))
-    bare = times["none"]
-    over = {v: statistics.median([t - b for t, b in zip(times[v], bare, strict=True)]) for v in names}
-    over["none"] = statistics.median(bare)
+def _stage_overheads(kind: str, rounds: int, classes: dict[str, type[UsageMiddleware]]) -> dict[str, float]:
+    """Median seconds added to a request by each variant (benchmark 1's rounds); "none": the bare app's own."""
+    names = ("none", "noop", *classes)
+    times = asyncio.run(_measure(kind, rounds, 2_000, names, lambda k, v: _build(k, v, classes)))
+    over = _overheads(times)
+    over["none"] = statistics.median(times["none"])
     return over
 
 
@@ -112,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| app | variant | µs added to a request | a multiple of the no-op's |")
     print("|---|---|---|---|")
     for kind in ("starlette", "fastapi"):
-        over = asyncio.run(_measure(kind, args.rounds, classes))
+        over = _stage_overheads(kind, args.rounds, classes)
         print(f"| {kind} | no middleware | {over['none'] * 1e6:.2f} µs a request | |")
         for name in ("noop", *classes):
             print(f"| {kind} | {name} | +{over[name] * 1e6:.2f} | {over[name] / over['noop']:.2f}x |", flush=True)

@@ -3,44 +3,27 @@ still match today's source, and stop where its name says."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from starlette.applications import Starlette
 from starlette.authentication import SimpleUser
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
 
 from benchmarks import stages
-from benchmarks.apps import make_stats
+from benchmarks.apps import make_stats, starlette_app
+from benchmarks.inprocess import _receive, _send
 from tests.apps import http_scope
 from usage_stats import UsageMiddleware
-
-
-async def _hello(request: Request) -> Response:
-    return PlainTextResponse("hello")
-
-
-async def _receive() -> dict[str, Any]:
-    return {"type": "http.request", "body": b"", "more_body": False}
-
-
-async def _discard(message: Any) -> None:
-    pass
 
 
 async def _serve(middleware: type[UsageMiddleware]) -> tuple[int, int]:
     """Counts and distinct keys pending after a visitor's and a signed-in user's requests, each sent
     three times (the first of each takes the general path, the next ones the fast path)."""
     stats = make_stats()  # not started: what is pending is what was recorded
-    app = Starlette(routes=[Route("/items/{n}", _hello)])
+    app = starlette_app()  # the benchmark's own app
     app.add_middleware(middleware, stats=stats)
     handler = app.build_middleware_stack()
     for n in range(3):
-        await handler(http_scope(f"/items/{n}"), _receive, _discard)
-        scope = http_scope(f"/items/{n}")
+        await handler(http_scope(f"/r0/items/{n}"), _receive, _send)
+        scope = http_scope(f"/r0/items/{n}")
         scope["user"] = SimpleUser(f"user{n}")
-        await handler(scope, _receive, _discard)
+        await handler(scope, _receive, _send)
     pending = stats.pending
     return pending.total_counts, pending.total_keys
 
