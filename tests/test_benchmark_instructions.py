@@ -40,3 +40,8 @@ def test_a_run_without_the_simulation_is_an_error_that_names_what_is_missing() -
     without = "\n".join(line for line in _STDERR.splitlines() if "Mispred" not in line)
     with pytest.raises(RuntimeError, match="no mispredicts"):
         summary(without)
+
+
+def test_a_run_without_the_simulation_gives_its_instructions_when_only_they_are_asked_for() -> None:
+    without = "\n".join(line for line in _STDERR.splitlines() if "misses" not in line and "Mispred" not in line)
+    assert summary(without, ("instructions",)) == {"instructions": 1_411_077_630}
