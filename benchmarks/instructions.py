@@ -8,9 +8,10 @@ caches and of a simple branch predictor, not this CPU's): misses of the instruct
 and mispredicted branches per request, where time goes that an instruction count does not show.
 
 Each variant's worker process builds the app of benchmark 1, serves its traffic `WARMUP` times
-(caches filled, code specialised), then `REPEATS` more times. Two workers per variant serve the
-traffic once and `1 + EXTRA` times after the warm-up; the difference in instructions over the
-difference in requests is the cost of one request, start-up and warm-up cancelling out. Hash
+(caches filled, code specialised), then `REPEATS` more times. In each memory layout (`LAYOUTS`),
+two workers per variant serve the traffic once and `1 + EXTRA` times after the warm-up; the
+difference in instructions over the difference in requests is the cost of one request, start-up and
+warm-up cancelling out; the figure is the median over the layouts. Hash
 seeds and address-space randomisation are fixed (`setarch -R`, where there is one) so that the
 objects' ids, which usage_stats hashes, are the same in every run.
 
@@ -122,13 +123,14 @@ def _per_request(kind: str, variant: str, layouts: tuple[int, ...]) -> dict[str,
 
 
 def run(quick: bool = False) -> Section:
+    layouts = LAYOUTS[:1] if quick else LAYOUTS
     section = Section(
         "1b. Per-request overhead in instructions (valgrind)",
         f"Instructions per request that each middleware adds to the bare app of benchmark 1 (same routes "
         f"and traffic, {REQUESTS:,} requests), counted by cachegrind: the difference between a worker "
         f"serving the traffic {1 + EXTRA} times and one serving it once, after {WARMUP} warm-up passes, "
-        f"the median over {len(LAYOUTS)} memory layouts (the workers' environment padded with "
-        f"{', '.join(f'{pad:,}' for pad in LAYOUTS)} bytes: the bare FastAPI app's own count moves with "
+        f"the median over {len(layouts)} memory layout(s) (the workers' environment padded with "
+        f"{', '.join(f'{pad:,}' for pad in layouts)} bytes: the bare FastAPI app's own count moves with "
         "the layout by up to 2,700 instructions a request); "
         "each usage_stats pass ends by reading `stats.pending`. Deterministic: the load of the machine "
         "does not change it, but neither does it see the cost of cache misses (benchmark 1 does). The same "
@@ -141,7 +143,6 @@ def run(quick: bool = False) -> Section:
         return section
     names = [v for v in variants() if v in ("none", "noop", "usage_stats", "usage_stats_before")]
     kinds = ("starlette",) if quick else ("starlette", "fastapi")
-    layouts = LAYOUTS[:1] if quick else LAYOUTS
     jobs = [(kind, v) for kind in kinds for v in names]
     with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
         counts = dict(zip(jobs, pool.map(lambda job: _per_request(job[0], job[1], layouts), jobs), strict=True))
