@@ -24,6 +24,7 @@ from .report import Section
 
 _BODY = {"type": "http.request", "body": b"", "more_body": False}
 FLOOR_TARGET = 2.0  # usage_stats' overhead, as a multiple of the no-op middleware's
+RESAMPLES = 2_000  # bootstrap resamples of the rounds for the interval of a multiple
 PEER_TARGET = 1 / 20  # usage_stats' overhead, as a share of each peer's
 
 
@@ -83,6 +84,23 @@ def _ratio(over: dict[str, float], variant: str, floor: float) -> float:
     return over[variant] / floor if floor > 0 else float("inf")
 
 
+def interval(times: dict[str, list[float]], variant: str, seed: int = 11) -> tuple[float, float]:
+    """A 95% interval of `variant`'s overhead as a multiple of the no-op's: the ratio of paired medians
+    (`_overheads`) over `RESAMPLES` bootstrap resamples of the rounds (a round keeps its three figures
+    together), their 2.5th and 97.5th percentiles. How far the run's noise alone could move it."""
+    bare, floor, ours = times["none"], times["noop"], times[variant]
+    rounds = range(len(bare))
+    rng = random.Random(seed)
+    ratios = []
+    for _ in range(RESAMPLES):
+        picked = rng.choices(rounds, k=len(bare))
+        over = statistics.median([ours[i] - bare[i] for i in picked])
+        under = statistics.median([floor[i] - bare[i] for i in picked])
+        ratios.append(over / under if under > 0 else float("inf"))
+    ratios.sort()
+    return ratios[int(0.025 * RESAMPLES)], ratios[int(0.975 * RESAMPLES) - 1]
+
+
 def run(quick: bool = False) -> Section:
     rounds, batch = (8, 500) if quick else (40, 2_000)
     names = variants()
@@ -91,7 +109,9 @@ def run(quick: bool = False) -> Section:
         f"{rounds} interleaved rounds of {batch:,} requests per variant (20 routes with a path parameter, "
         "1,000 client addresses, 100 signed-in users on one request in five); medians of per-round "
         "figures, overhead paired with the bare app of the same round. Each usage_stats batch ends by "
-        "reading `stats.pending` (which folds what the request path held back) inside the timed window.",
+        "reading `stats.pending` (which folds what the request path held back) inside the timed window. "
+        f"In brackets after a multiple of the no-op's: its 95% interval over {RESAMPLES:,} bootstrap "
+        "resamples of the rounds, how far this run's noise alone could move it.",
     )
     for kind in ("starlette", "fastapi"):
         times = asyncio.run(_measure(kind, rounds, batch, names))
@@ -104,9 +124,10 @@ def run(quick: bool = False) -> Section:
             target, met = "", None
             if v in OURS:
                 multiple = _ratio(over, v, floor)
+                low, high = interval(times, v)
                 target = f"≤ {FLOOR_TARGET:.0f}x the no-op's"
                 met = multiple <= FLOOR_TARGET
-                ratio = f"+{over[v] / base:.1%} of bare, {multiple:.2f}x the no-op's"
+                ratio = f"+{over[v] / base:.1%} of bare, {multiple:.2f}x the no-op's (95%: {low:.2f} to {high:.2f}x)"
             else:
                 ratio = f"+{over[v] / base:.1%} of bare"
             section.row(f"{title}: {LABELS[v]}", f"+{over[v] * 1e6:.2f} µs/request", ratio, target, met)
