@@ -88,15 +88,14 @@ def interval(times: dict[str, list[float]], variant: str, seed: int = 11) -> tup
     """A 95% interval of `variant`'s overhead as a multiple of the no-op's: the ratio of paired medians
     (`_overheads`) over `RESAMPLES` bootstrap resamples of the rounds (a round keeps its three figures
     together), their 2.5th and 97.5th percentiles. How far the run's noise alone could move it."""
-    bare, floor, ours = times["none"], times["noop"], times[variant]
-    rounds = range(len(bare))
+    names = ("none", "noop", variant)
+    rounds = range(len(times["none"]))
     rng = random.Random(seed)
     ratios = []
     for _ in range(RESAMPLES):
-        picked = rng.choices(rounds, k=len(bare))
-        over = statistics.median([ours[i] - bare[i] for i in picked])
-        under = statistics.median([floor[i] - bare[i] for i in picked])
-        ratios.append(over / under if under > 0 else float("inf"))
+        picked = rng.choices(rounds, k=len(rounds))
+        over = _overheads({name: [times[name][i] for i in picked] for name in names})
+        ratios.append(_ratio(over, variant, over["noop"]))
     ratios.sort()
     return ratios[int(0.025 * RESAMPLES)], ratios[int(0.975 * RESAMPLES) - 1]
 
