@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from usage_stats import counters
 from usage_stats.anonymise import AddressCutter
-from usage_stats.counters import FOLD_AT, MAX_SLOTS, OTHER, Counters, Pending, SeenKey
+from usage_stats.counters import FOLD_AT, MAX_SLOTS, OTHER, Counters, KeySet, Pending, SeenKey
 from usage_stats.periods import Calendar
 from usage_stats.recorder import USER, VISITOR
 
@@ -63,7 +64,7 @@ def test_distinct_keys_are_per_day_not_per_period() -> None:
     now.t += 12 * HOUR  # the next day
     c.seen("u", "user", "alice")
     p = c.take()
-    assert p.seen == {
+    assert _keys(p) == {
         date(2026, 3, 10): {("u", "user"): {"alice"}, ("v", "visitor"): {"192.0.2.0"}},
         date(2026, 3, 11): {("u", "user"): {"alice"}},
     }
@@ -99,7 +100,7 @@ def test_take_swaps_and_restore_merges_with_new_counts() -> None:
     c.restore(taken)  # the flush failed
     p = c.take()
     assert p.counts[int(T0)] == {("page", "/a"): 5}
-    assert p.seen[date(2026, 3, 10)][("u", "user")] == {"alice", "bob"}
+    assert set(p.seen[date(2026, 3, 10)][("u", "user")]) == {"alice", "bob"}
     assert not c.take()
 
 
@@ -107,13 +108,13 @@ def test_pending_merge_and_truthiness() -> None:
     a, b = Pending(), Pending()
     assert not a
     b.counts[1] = {("c", "e"): 2}
-    b.seen[date(2026, 1, 1)] = {("u", "user"): {"x"}}
+    b.seen[date(2026, 1, 1)] = {("u", "user"): {"x": None}}
     a.merge(b)
     a.merge(b)
     assert a.counts == {1: {("c", "e"): 4}}
-    assert a.seen[date(2026, 1, 1)][("u", "user")] == {"x"}
+    assert a.seen[date(2026, 1, 1)][("u", "user")] == {"x": None}
     assert a
-    assert not Pending(counts={1: {}}, seen={date(2026, 1, 1): {("u", "user"): set()}})
+    assert not Pending(counts={1: {}}, seen={date(2026, 1, 1): {("u", "user"): {}}})
 
 
 def test_other_threads_queue_and_the_owner_applies_with_their_time() -> None:
@@ -139,7 +140,7 @@ def test_other_threads_queue_and_the_owner_applies_with_their_time() -> None:
     assert c.peek().counts == {int(T0): {("page", "/sync"): 4000}}  # the owner's read applies them
     p = c.take()
     assert p.counts == {int(T0): {("page", "/sync"): 4000}}
-    assert p.seen == {date(2026, 3, 10): {("u", "user"): {"carol"}}}
+    assert _keys(p) == {date(2026, 3, 10): {("u", "user"): {"carol"}}}
 
 
 def test_key_pressure_wakes_the_flusher() -> None:
@@ -167,7 +168,7 @@ class Model:
         self.calendar = calendar
         self.max_keys = max_keys
         self.counts: dict[int, dict[tuple[str, str], int]] = {}
-        self.seen: dict[date, dict[SeenKey, set[str]]] = {}
+        self.seen: dict[date, dict[SeenKey, KeySet]] = {}
         self.queued: list[tuple[float, tuple[str, str], tuple[str, str], SeenKey | None, str | None]] = []
 
     def request(
@@ -180,13 +181,18 @@ class Model:
                 k = (k[0], OTHER)
             counts[k] = counts.get(k, 0) + 1
         if seen is not None and value is not None:
-            self.seen.setdefault(slot.day, {}).setdefault(seen, set()).add(value)
+            self.seen.setdefault(slot.day, {}).setdefault(seen, {})[value] = None
 
     def settle(self) -> Pending:
         for entry in self.queued:
             self.request(*entry)
         self.queued = []
         return Pending(self.counts, self.seen)
+
+
+def _keys(p: Pending) -> dict[date, dict[SeenKey, set[str]]]:
+    """The distinct keys pending, as sets."""
+    return {day: {k: set(v) for k, v in s.items()} for day, s in p.seen.items()}
 
 
 def _plain(p: Pending) -> tuple[dict[int, dict[tuple[str, str], int]], dict[date, dict[SeenKey, set[str]]]]:
@@ -317,4 +323,37 @@ def test_binding_another_thread_folds_the_slots_and_lets_them_go() -> None:
     c.bind_to_current_thread()
     p = c.peek()
     assert p.total_counts == 2 * 4
-    assert p.seen == {date(2026, 3, 10): {VISITOR: {"198.51.100.0"}}}
+    assert _keys(p) == {date(2026, 3, 10): {VISITOR: {"198.51.100.0"}}}
+
+
+def test_pending_keys_are_invisible_to_the_garbage_collector() -> None:
+    """Every group of distinct keys, however it was filled (a key at once, a folded slot of client
+    pairs or user IDs, another thread's queue, a failed flush given back), is a container that the
+    garbage collector does not track: a collection of the host app never walks a million visitors."""
+    c, now = make()
+    c.seen("u", "user", "alice")  # at once
+    c.request(("page", "/r"), ("status", "2xx"), VISITOR, "192.0.2.0")  # at once, with a request
+    clients = c.slot(("page", "/a"), ("status", "2xx"), VISITOR, clients=True)
+    users = c.slot(("page", "/a"), ("status", "2xx"), USER)
+    for i in range(3):  # the first of each admits the slot, the next ones are folded
+        c.hit(clients, (f"198.51.100.{i}", 1))
+        c.hit(users, f"user-{i}")
+    queued = threading.Thread(target=c.seen, args=("u", "staff", "bob"))  # queued by another thread
+    queued.start()
+    queued.join()
+    taken = c.take()
+    c.seen("v", "visitor", "203.0.113.0")
+    c.restore(taken)  # merged with what came since
+    now.t += 24 * HOUR
+    c.seen("u", "user", "carol")  # another day
+    p = c.peek()
+    groups = [(day, key, group) for day, seen in p.seen.items() for key, group in seen.items()]
+    assert _keys(p) == {
+        date(2026, 3, 10): {
+            USER: {"alice", "user-0", "user-1", "user-2"},
+            VISITOR: {"192.0.2.0", "198.51.100.0", "203.0.113.0"},
+            ("u", "staff"): {"bob"},
+        },
+        date(2026, 3, 11): {USER: {"carol"}},
+    }
+    assert [(day, key) for day, key, group in groups if gc.is_tracked(group)] == []

@@ -698,7 +698,7 @@ async def test_repeated_users_count_as_the_first_one(make_stats: StatsFactory) -
             scope = http_scope("/")
             scope["user"] = _OddUser(mode)
             await app(scope, _receive, _discard)
-    seen = {key: values for day in stats.pending.seen.values() for key, values in day.items()}
+    seen = {key: set(values) for day in stats.pending.seen.values() for key, values in day.items()}
     assert seen[("u", "user")] == {"id-alice", "name-empty", "42", "name-no-identity"}
     assert seen[("v", "visitor")] == {"192.0.2.0"}  # anonymous and broken users count as visitors
     assert stats.pending.total_counts == 2 * 3 * len(modes)

@@ -58,8 +58,8 @@ def test_a_clean_batch_goes_out_as_it_is() -> None:
 
 def test_keys_are_encoded_with_the_days_salt() -> None:
     salt = b"s" * 32
-    values = {f"10.0.{i}.0" for i in range(SLICE + 3)}
-    pending = Pending({}, {DAY: {(VISITOR, "visitor"): values, (USER, "us\x00er"): {"ann"}}})
+    values = dict.fromkeys(f"10.0.{i}.0" for i in range(SLICE + 3))
+    pending = Pending({}, {DAY: {(VISITOR, "visitor"): values, (USER, "us\x00er"): {"ann": None}}})
 
     async def keys() -> list[tuple[int, date, str, bytes]]:
         numbered = Numbered()

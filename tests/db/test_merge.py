@@ -61,7 +61,7 @@ async def test_a_row_stored_by_another_process_during_the_flush_is_merged(
             await other.execute(f"INSERT INTO {s}.seen_keys VALUES ($1, 'visitor', 'v1')", DAY)
         pending = Pending(
             {int(NOON.timestamp()): {("page", "/x"): 3, ("page", "/y"): 1}},
-            {DAY: {(VISITOR, "visitor"): {"v1", "v2"}}},
+            {DAY: {(VISITOR, "visitor"): {"v1": None, "v2": None}}},
         )
         batch = Batch(FlushId(uuid.uuid4(), 1), pending)
         async with anyio.create_task_group() as tg:

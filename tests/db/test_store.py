@@ -38,7 +38,7 @@ async def test_a_store_migrates_writes_a_flush_once_maintains_and_reads_one_snap
         assert await store.prepare(config, NOON) == NOON  # go-live
 
         start = calendar.day_start_ts(DAY)
-        pending = Pending({start: {("page", "/"): 3}}, {DAY: {("u", "user"): {"ann", "bob"}}})
+        pending = Pending({start: {("page", "/"): 3}}, {DAY: {("u", "user"): {"ann": None, "bob": None}}})
         batch = Batch(FlushId(uuid.uuid4(), 1), pending)
         encode = KeyEncoder("database")
         first, again = Attempt(), Attempt()
