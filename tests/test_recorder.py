@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import StatsFactory
 from usage_stats.counters import OTHER, STATUS, CountKey, Pending
-from usage_stats.recorder import CAP_SLICE, Recorder, capping
+from usage_stats.recorder import CAP_SLICE, KnownKeys, Recorder, capping
 
 
 def _capped_at_once(pending: Pending, admitted: dict[int, set[CountKey]], max_keys: int) -> int:
@@ -53,16 +53,22 @@ def _random_case(rng: random.Random) -> tuple[Pending, dict[int, set[CountKey]],
     return Pending(counts), admitted, rng.randrange(1, 40)
 
 
+def _known(admitted: dict[int, set[CountKey]]) -> dict[int, KnownKeys]:
+    return {start: KnownKeys(keys) for start, keys in admitted.items()}
+
+
 @pytest.mark.parametrize("seed", range(200))
 def test_capping_a_slice_at_a_time_gives_what_one_pass_gives(seed: int) -> None:
     rng = random.Random(seed)
-    pending, admitted, max_keys = _random_case(rng)
+    pending, plain, max_keys = _random_case(rng)
+    admitted = _known(plain)
     expected_pending, expected_admitted = _random_case(random.Random(seed))[:2]
     expected_folded = _capped_at_once(expected_pending, expected_admitted, max_keys)
     assert _finish(capping(pending, admitted, max_keys, slice_size=rng.randrange(1, 8))) == expected_folded
     assert pending.counts == expected_pending.counts
     assert [list(c) for c in pending.counts.values()] == [list(c) for c in expected_pending.counts.values()]
-    assert admitted == expected_admitted
+    assert {start: known.keys() for start, known in admitted.items()} == expected_admitted
+    assert all(len(known) == len(known.keys()) for known in admitted.values())
     assert pending.total_counts == expected_pending.total_counts
 
 
@@ -130,3 +136,17 @@ async def test_a_flush_cancelled_while_capping_gives_back_what_it_took(make_stat
         await stats.flush()
         table = await stats.table("day")
     assert sum(r.value for p in table.periods for r in p.rows if r.category == "page") == n
+
+
+def test_a_period_of_many_admitted_keys_grows_a_small_set_at_a_time() -> None:
+    """The keys a period admitted are spread over shards by hash: a set rehashes all its keys when it
+    grows, and capping 100,000 new keys into one set of 200,000 held the event loop for 20 ms."""
+    admitted: dict[int, KnownKeys] = {}
+    for flush in range(3):
+        pending = Pending({0: {("page", f"/e{flush}/{i}"): 1 for i in range(100_000)}})
+        assert _finish(capping(pending, admitted, 250_000)) == (0 if flush < 2 else 50_000)
+    known = admitted[0]
+    assert len(known) == len(known.keys()) == 250_000
+    assert max(len(shard) for shard in known.shards) < 250_000 / 32  # none holds more than twice its share
+    assert ("page", "/e2/49999") in known
+    assert ("page", "/e2/50000") not in known

@@ -7,7 +7,7 @@ Synchronous, no I/O: the flusher takes what is pending (`take`) and gives it bac
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 
 from . import kinds
 from .anonymise import AddressCutter
@@ -16,7 +16,7 @@ from .config import UsageConfig
 from .counters import OTHER, STATUS, Counters, CountKey, Pending, SeenKey, Slot
 from .periods import Calendar
 
-__all__ = ["CAP_SLICE", "USER", "VISITOR", "Recorder", "Slot", "capping"]
+__all__ = ["CAP_SLICE", "USER", "VISITOR", "KnownKeys", "Recorder", "Slot", "capping"]
 
 USER: SeenKey = (kinds.USER, "user")
 VISITOR: SeenKey = (kinds.VISITOR, "visitor")
@@ -59,7 +59,7 @@ class Recorder:
         self.request: RequestRecorder = self.counters.request
         self.slot = self.counters.slot
         self.hit: HitRecorder = self.counters.hit
-        self._admitted: dict[int, set[CountKey]] = {}  # count keys flushed per base period
+        self._admitted: dict[int, KnownKeys] = {}  # count keys flushed per base period
 
     # -- recording (see `UsageStats` for the meaning) ---------------------------------------------
 
@@ -122,11 +122,39 @@ class Recorder:
         return taken.total_counts + taken.total_keys
 
 
-CAP_SLICE = 4_096
+CAP_SLICE = 1_024
+_SHARDS = 64  # a power of two
+
+
+class KnownKeys:
+    """The count keys of one base period that earlier flushes admitted, kept in `_SHARDS` sets by
+    their hash: a set grows by rehashing every key at once, and one set of 300,000 keys held the event
+    loop for 20 ms doing it (benchmarks/flush.py); a shard holds 1/64 of them."""
+
+    __slots__ = ("shards", "size")
+
+    def __init__(self, keys: Iterable[CountKey] = ()) -> None:
+        self.shards: list[set[CountKey]] = [set() for _ in range(_SHARDS)]
+        self.size = 0
+        for key in keys:
+            shard = self.shards[hash(key) & (_SHARDS - 1)]
+            if key not in shard:
+                shard.add(key)
+                self.size += 1
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.shards[hash(key) & (_SHARDS - 1)]
+
+    def __len__(self) -> int:
+        return self.size
+
+    def keys(self) -> set[CountKey]:
+        """All of them, in one set."""
+        return set().union(*self.shards)
 
 
 def capping(
-    pending: Pending, admitted: dict[int, set[CountKey]], max_keys: int, slice_size: int = CAP_SLICE
+    pending: Pending, admitted: dict[int, KnownKeys], max_keys: int, slice_size: int = CAP_SLICE
 ) -> Generator[None, None, int]:
     """Keep the count keys of each base period within `max_keys` across flushes (the counters cap
     them only between two flushes): a key new to a period whose quota is used is added to `<other>`
@@ -135,17 +163,23 @@ def capping(
     the flush's own `pending` and `admitted` change, so the recorder may go on meanwhile); returns
     how many keys were folded into `<other>`."""
     folded = 0
+    mask = _SHARDS - 1
     for start, counts in pending.counts.items():
-        known = admitted.setdefault(start, set())
+        known = admitted.get(start)
+        if known is None:
+            known = admitted[start] = KnownKeys()
+        shards = known.shards
         keys = list(counts)
         for lo in range(0, len(keys), slice_size):
             if lo:
                 yield
             for key in keys[lo : lo + slice_size]:
-                if key in known or key[0] == STATUS or key[1] == OTHER:
+                shard = shards[hash(key) & mask]
+                if key in shard or key[0] == STATUS or key[1] == OTHER:
                     continue
-                if len(known) < max_keys:
-                    known.add(key)
+                if known.size < max_keys:
+                    shard.add(key)
+                    known.size += 1
                     continue
                 other = (key[0], OTHER)
                 counts[other] = counts.get(other, 0) + counts.pop(key)
