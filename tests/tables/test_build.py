@@ -6,6 +6,8 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from usage_stats.db.rows import LiveKeys, PeriodCounts, StoredDistinct
 from usage_stats.periods import Calendar
@@ -75,3 +77,19 @@ def test_day_table_shows_distinct_rows_and_filters_seen() -> None:
         )
         == 5
     )
+
+
+@given(st.lists(st.dictionaries(st.sampled_from(["/a", "/b", "/c", "/d"]), st.integers(0, 5)), min_size=1, max_size=4))
+def test_the_parts_of_a_period_are_summed_per_event(parts: list[dict[str, int]]) -> None:
+    """A period's stored rows and the sums of its finer rows (each part has an event once) come
+    apart; an event in several parts is their sum, whatever the parts' order and sizes."""
+    cal = Calendar(ZoneInfo("UTC"), timedelta(hours=1))
+    march = cal.day_start(date(2026, 3, 1))
+    counts = [PeriodCounts(march, "page", False, list(part), list(part.values())) for part in parts]
+    table = build_table("month", cal, counts, [], [], go_live=None, today=date(2026, 4, 1))
+    expected: dict[str, int] = {}
+    for part in parts:
+        for event, value in part.items():
+            expected[event] = expected.get(event, 0) + value
+    rows = [(r.event, r.value, r.kind) for p in table.periods for r in p.rows]
+    assert rows == sorted(((e, v, "count") for e, v in expected.items()), key=lambda r: (-r[1], r[0]))

@@ -12,9 +12,11 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from usage_stats import Period, Row, UsageTable
-from usage_stats.tables.model import sorted_group
+from usage_stats.tables.model import Kind, sorted_group
 
 LONDON = ZoneInfo("Europe/London")
 D1 = datetime(2026, 7, 1, tzinfo=LONDON)
@@ -126,3 +128,27 @@ def test_a_period_of_columns_equals_the_period_of_its_rows() -> None:
     assert copy.deepcopy(period) == pickle.loads(pickle.dumps(period)) == period
     with pytest.raises(FrozenInstanceError):
         period.start = D2
+
+
+_EVENTS = st.text(alphabet="ab/é\x00z", max_size=3)
+
+
+@given(
+    st.lists(st.tuples(_EVENTS, st.one_of(st.integers(-3, 3), st.floats(-3, 3, allow_nan=False))), max_size=40),
+    st.booleans(),
+    st.sampled_from([0, 1, 2.5]),
+)
+def test_a_group_is_in_display_order_whatever_order_its_columns_come_in(
+    rows: list[tuple[str, float]], presorted: bool, minimum: float
+) -> None:
+    """Value descending, then event (code point order), rows below `minimum` dropped, each row's kind
+    kept with it; columns that come in display order already, or with ties out of order, included."""
+    rows = list(dict(rows).items())  # an event once, as the store sends it
+    if presorted:
+        rows.sort(key=lambda r: -r[1])  # by value only: ties may still be out of event order
+    kinds: list[Kind] = [("count", "total", "average")[len(e) % 3] for e, _ in rows]
+    group = sorted_group("c", [e for e, _ in rows], [v for _, v in rows], kinds, minimum=minimum)
+    by_event = dict(zip((e for e, _ in rows), kinds, strict=True))
+    expected = sorted(((e, v) for e, v in rows if not minimum or v >= minimum), key=lambda r: (-r[1], r[0]))
+    assert list(zip(group.events, group.values, strict=True)) == expected
+    assert list(group.kinds) == [by_event[e] for e, _ in expected]

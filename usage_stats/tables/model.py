@@ -7,7 +7,7 @@ from dataclasses import FrozenInstanceError, dataclass
 from datetime import datetime
 from functools import partial
 from itertools import compress, groupby, islice, repeat
-from operator import attrgetter, ge, le
+from operator import attrgetter, eq, ge, le
 from typing import Any, Literal, NamedTuple, cast
 
 from ..periods import PeriodName
@@ -70,19 +70,22 @@ def sorted_group(
     """A `Group` of the given columns (any order; `kinds` one per row, or one for all), rows below
     `minimum` dropped, in display order: value descending, then event.
 
-    No tuple is made per row: each column is checked for order in one C-speed pass, and sorted (as
-    indices with C-speed keys) only when it is out of order. The second sort is stable, so rows of
-    equal value keep their event order.
+    No tuple is made per row: the order is checked in C-speed passes, and only when it is not the
+    display order are the rows' indices sorted (with C-speed keys: by event, then stably by value)
+    and the columns rebuilt once.
     """
     per_row = None if isinstance(kinds, str) else kinds
     if minimum:
         keep = list(map(ge, values, repeat(minimum)))
         events, values = list(compress(events, keep)), list(compress(values, keep))
         per_row = None if per_row is None else list(compress(per_row, keep))
-    if not _in_order(events, le):
-        events, values, per_row = _sorted_by(events, False, events, values, per_row)
-    if not _in_order(values, ge):
-        events, values, per_row = _sorted_by(values, True, events, values, per_row)
+    if not (_in_order(values, ge) and _ties_in_order(events, values)):
+        # One permutation, by event and then by value (a stable sort, with `reverse` too), applied
+        # to the columns once.
+        order = sorted(range(len(events)), key=events.__getitem__)
+        order.sort(key=values.__getitem__, reverse=True)
+        events, values = list(map(events.__getitem__, order)), list(map(values.__getitem__, order))
+        per_row = None if per_row is None else list(map(per_row.__getitem__, order))
     return Group(category, events, values, per_row if per_row is not None else [cast(Kind, kinds)] * len(events))
 
 
@@ -90,15 +93,12 @@ def _in_order(column: list[Any], pairwise: Callable[[Any, Any], bool]) -> bool:
     return all(map(pairwise, column, islice(column, 1, None)))
 
 
-def _sorted_by(
-    key: list[Any], descending: bool, events: list[str], values: list[Any], kinds: list[Kind] | None
-) -> tuple[list[str], list[Any], list[Kind] | None]:
-    order = sorted(range(len(key)), key=key.__getitem__, reverse=descending)
-    return (
-        list(map(events.__getitem__, order)),
-        list(map(values.__getitem__, order)),
-        None if kinds is None else [kinds[i] for i in order],
-    )
+def _ties_in_order(events: list[str], values: list[Any]) -> bool:
+    """Whether the events of equal neighbouring values are in order."""
+    ties = list(map(eq, values, islice(values, 1, None)))
+    if not any(ties):
+        return True
+    return all(map(le, compress(events, ties), compress(islice(events, 1, None), ties)))
 
 
 class Period:
