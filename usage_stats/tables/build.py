@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
-from itertools import repeat
+from itertools import chain, repeat
 from operator import add
 from typing import Any
 
@@ -88,25 +88,16 @@ def _group(category: str, parts: list[Part], minimum: float) -> Group:
     if len(parts) == 1:
         events, values, kind = parts[0]
         return sorted_group(category, events, values, kind, minimum=minimum)
-    if len({kind for _, _, kind in parts}) == 1:
-        # Stored rows and the sums of finer rows of one period, all counts: summed at C speed (each
-        # part has an event once; an event in several parts is summed).
-        merged: dict[str, Any] = {}
-        for more_events, more_values, _ in parts:
-            get = merged.get
-            merged.update(zip(more_events, map(add, map(get, more_events, repeat(0)), more_values), strict=True))
-        return sorted_group(category, list(merged), list(merged.values()), parts[0][2], minimum=minimum)
     # Stored rows and the sums of finer rows of one period (an event in both is summed), a category's
-    # total beside its counts, or distinct rows.
-    sums: dict[tuple[str, Kind], Any] = {}
-    for more_events, more_values, more_kind in parts:
-        for event, value in zip(more_events, more_values, strict=True):
-            key = (event, more_kind)
-            seen = sums.get(key)
-            sums[key] = value if seen is None else seen + value
-    events = [event for event, _ in sums]
-    kinds: list[Kind] = [kind for _, kind in sums]
-    return sorted_group(category, events, list(sums.values()), kinds, minimum=minimum)
+    # total beside its counts, or distinct rows: per kind, an event's values summed at C speed.
+    by_kind: dict[Kind, dict[str, Any]] = {}
+    for more_events, more_values, kind in parts:
+        merged = by_kind.setdefault(kind, {})
+        merged.update(zip(more_events, map(add, map(merged.get, more_events, repeat(0)), more_values), strict=True))
+    events = list(chain.from_iterable(by_kind.values()))
+    values = list(chain.from_iterable(merged.values() for merged in by_kind.values()))
+    kinds: list[Kind] = list(chain.from_iterable(repeat(kind, len(merged)) for kind, merged in by_kind.items()))
+    return sorted_group(category, events, values, kinds, minimum=minimum)
 
 
 def _averages(
